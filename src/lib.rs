@@ -1,0 +1,57 @@
+//! # meshtrace
+//!
+//! Trace propagation for Rust services behind an Istio / Envoy sidecar.
+//!
+//! The sidecar makes the spans, but only the application can carry a trace from the request
+//! it received to the requests it sends. [`MeshPropagator`] reads every format a mesh sends
+//! (W3C `traceparent`/`tracestate`/`baggage`, B3 single and multi, `x-request-id`,
+//! `x-ot-span-context`), settles disagreements between them, and writes them all back out
+//! from one span context.
+//!
+//! ```
+//! use meshtrace::{MeshContextExt, MeshPropagator};
+//! use opentelemetry::trace::TraceContextExt;
+//!
+//! // Register once at start-up; every OpenTelemetry integration then uses it.
+//! opentelemetry::global::set_text_map_propagator(MeshPropagator::istio());
+//!
+//! // What Envoy sends.
+//! let mut incoming = http::HeaderMap::new();
+//! incoming.insert("x-request-id", "3e1c6d4a-5b2f-4c8e-9d7a-1f0b2c3d4e5f".parse().unwrap());
+//! incoming.insert("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7".parse().unwrap());
+//! incoming.insert("x-b3-spanid", "e457b5a2e4d86bd1".parse().unwrap());
+//! incoming.insert("x-b3-sampled", "1".parse().unwrap());
+//!
+//! let propagator = MeshPropagator::istio();
+//! let cx = propagator.extract_from_headers(&incoming);
+//! assert!(cx.span().span_context().is_sampled());
+//! assert_eq!(cx.mesh().unwrap().request_id().unwrap(), "3e1c6d4a-5b2f-4c8e-9d7a-1f0b2c3d4e5f");
+//!
+//! // Everything goes out again on the next call.
+//! let mut outgoing = http::HeaderMap::new();
+//! propagator.inject_into_headers(&cx, &mut outgoing);
+//! assert_eq!(outgoing["traceparent"], "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01");
+//! assert_eq!(outgoing["x-b3-spanid"], "e457b5a2e4d86bd1");
+//! assert_eq!(outgoing["x-request-id"], "3e1c6d4a-5b2f-4c8e-9d7a-1f0b2c3d4e5f");
+//! ```
+//!
+//! ## Features
+//!
+//! - *(none)*: the propagation core, needing only `opentelemetry` and `http`.
+//! - `sdk`: [`MeshSampler`], which lets a deferred B3 decision be made by the local sampler.
+//! - `tracing`: warnings (for example about `OTEL_PROPAGATORS`) go through `tracing`
+//!   instead of standard error.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod propagation;
+#[cfg(feature = "sdk")]
+mod sampler;
+
+pub use propagation::b3::SamplingState;
+pub use propagation::{
+    B3Encoding, BuildError, ExtractError, Format, Formats, LosingContext, MeshContext,
+    MeshContextExt, MeshPropagator, MeshPropagatorBuilder, RemoteParent,
+};
+#[cfg(feature = "sdk")]
+pub use sampler::MeshSampler;

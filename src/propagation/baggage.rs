@@ -1,0 +1,226 @@
+//! W3C Baggage: the `baggage` header.
+//!
+//! Every line of the header is read; each member stands or falls on its own; values are
+//! percent-decoded to UTF-8 (bad sequences become U+FFFD) and may contain `=`; properties
+//! after `;` are kept verbatim as the member's metadata.
+
+use opentelemetry::baggage::{Baggage, BaggageMetadata};
+use opentelemetry::{Key, StringValue};
+
+/// Header name of W3C baggage.
+pub const BAGGAGE: &str = "baggage";
+/// Most members that must be propagated.
+pub const MAX_MEMBERS: usize = 64;
+/// Most bytes (all baggage lines together) that must be propagated.
+pub const MAX_BYTES: usize = 8192;
+
+/// Why one baggage member was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BaggageError {
+    /// The member has no `=` between key and value.
+    #[error("baggage member without '='")]
+    MissingEquals,
+    /// The key is empty or not an HTTP token.
+    #[error("baggage key is not an HTTP token")]
+    InvalidKey,
+    /// The value holds a byte that must have been percent-encoded.
+    #[error("baggage value holds a byte that must be percent-encoded")]
+    InvalidValue,
+    /// A property after `;` is malformed.
+    #[error("malformed baggage property")]
+    InvalidProperty,
+    /// Keeping the member would pass 64 members or 8192 bytes.
+    #[error("baggage over 64 members or 8192 bytes")]
+    OverLimit,
+}
+
+/// One decoded baggage member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// The key (an HTTP token).
+    pub key: &'a str,
+    /// The percent-decoded value.
+    pub value: String,
+    /// The properties after the first `;`, verbatim but trimmed; empty when there are none.
+    pub properties: &'a str,
+}
+
+#[inline]
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `baggage-octet` of the W3C grammar: printable ASCII but space, `"`, `,`, `;` and `\`.
+#[inline]
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+#[inline]
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+fn valid_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+fn valid_properties(props: &str) -> bool {
+    props.split(';').all(|prop| {
+        let prop = trim_ows(prop);
+        match prop.split_once('=') {
+            Some((k, v)) => valid_token(trim_ows(k)) && trim_ows(v).bytes().all(is_baggage_octet),
+            None => valid_token(prop),
+        }
+    })
+}
+
+fn percent_decode(value: &str) -> String {
+    if !value.contains('%') {
+        return value.to_owned();
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hi = (bytes[i + 1] as char).to_digit(16);
+            let lo = (bytes[i + 2] as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        // A `%` not followed by two hex digits is kept literally, as decoders commonly do.
+        out.push(bytes[i]);
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Parses one list member (`key=value;prop;prop=v`).
+///
+/// ```
+/// use meshtrace::propagation::baggage::parse_member;
+/// let m = parse_member(" user=a%20b=c ;ttl=3 ").unwrap();
+/// assert_eq!((m.key, m.value.as_str(), m.properties), ("user", "a b=c", "ttl=3"));
+/// ```
+pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
+    let (kv, properties) = match member.split_once(';') {
+        Some((kv, props)) => (kv, trim_ows(props)),
+        None => (member, ""),
+    };
+    let (key, value) = kv.split_once('=').ok_or(BaggageError::MissingEquals)?;
+    let (key, value) = (trim_ows(key), trim_ows(value));
+    if !valid_token(key) {
+        return Err(BaggageError::InvalidKey);
+    }
+    if !value.bytes().all(is_baggage_octet) {
+        return Err(BaggageError::InvalidValue);
+    }
+    if !properties.is_empty() && !valid_properties(properties) {
+        return Err(BaggageError::InvalidProperty);
+    }
+    Ok(Member {
+        key,
+        value: percent_decode(value),
+        properties,
+    })
+}
+
+/// Parses all `baggage` lines, in order, into a [`Baggage`]. Returns how many members were
+/// dropped (malformed, or past the limits).
+///
+/// ```
+/// use meshtrace::propagation::baggage::parse_baggage;
+/// let (b, dropped) = parse_baggage(&[b"a=1, bad member, b=x%3Dy".as_slice(), b"a=2".as_slice()]);
+/// assert_eq!((b.get("a").unwrap().as_str(), b.get("b").unwrap().as_str(), dropped), ("2", "x=y", 1));
+/// ```
+pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
+    let mut baggage = Baggage::new();
+    let mut bytes = 0usize;
+    let mut dropped = 0usize;
+    for line in lines {
+        for raw in line.split(|&b| b == b',') {
+            // A member that is not UTF-8 cannot be valid: the grammar is ASCII.
+            let Ok(raw) = std::str::from_utf8(raw) else {
+                dropped += 1;
+                continue;
+            };
+            let trimmed = trim_ows(raw);
+            if trimmed.is_empty() {
+                continue;
+            }
+            let Ok(member) = parse_member(trimmed) else {
+                dropped += 1;
+                continue;
+            };
+            let cost = trimmed.len() + usize::from(bytes > 0);
+            let is_new = baggage.get(member.key).is_none();
+            if bytes + cost > MAX_BYTES || (is_new && baggage.len() == MAX_MEMBERS) {
+                dropped += 1;
+                continue;
+            }
+            bytes += cost;
+            baggage.insert_with_metadata(
+                Key::from(member.key.to_owned()),
+                StringValue::from(member.value),
+                BaggageMetadata::from(member.properties),
+            );
+        }
+    }
+    (baggage, dropped)
+}
+
+fn percent_encode_into(value: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value.as_bytes() {
+        if is_baggage_octet(b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
+        }
+    }
+}
+
+/// Serializes baggage as one header value, percent-encoding what needs it, so that
+/// parsing the result gives the same baggage back. Members that would pass the limits,
+/// keys that are not tokens and properties that are not well-formed are left out; the
+/// result never holds a control character. `None` when nothing is left to send.
+pub fn encode_baggage(baggage: &Baggage) -> Option<String> {
+    if baggage.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(64);
+    let mut members = 0;
+    for (key, (value, metadata)) in baggage {
+        let key = key.as_str();
+        if members == MAX_MEMBERS || !valid_token(key) {
+            continue;
+        }
+        let start = out.len();
+        if start > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push('=');
+        percent_encode_into(value.as_str(), &mut out);
+        let props = metadata.as_str();
+        if !props.is_empty() && valid_properties(props) {
+            out.push(';');
+            out.push_str(props);
+        }
+        if out.len() > MAX_BYTES {
+            out.truncate(start);
+            continue;
+        }
+        members += 1;
+    }
+    (!out.is_empty()).then_some(out)
+}

@@ -1,0 +1,176 @@
+//! `OTEL_PROPAGATORS`: the OpenTelemetry environment variable that picks propagators.
+
+use super::{Format, Formats, MeshPropagatorBuilder};
+use std::str::FromStr;
+
+/// Name of the environment variable.
+pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+
+/// One recognised value of `OTEL_PROPAGATORS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PropagatorName {
+    /// `tracecontext`: W3C traceparent and tracestate.
+    TraceContext,
+    /// `baggage`: W3C baggage.
+    Baggage,
+    /// `b3`: B3, injected as the single header (extracts single and multi).
+    B3,
+    /// `b3multi`: B3, injected as the multi headers (extracts single and multi).
+    B3Multi,
+    /// `none`: no propagation at all.
+    None,
+    /// `istio` (meshtrace's own): the preset of [`MeshPropagator::istio`](super::MeshPropagator::istio).
+    Istio,
+    /// `passthrough` (meshtrace's own): `x-request-id`, `x-ot-span-context`.
+    PassThrough,
+}
+
+impl PropagatorName {
+    /// The value as written in the variable.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PropagatorName::TraceContext => "tracecontext",
+            PropagatorName::Baggage => "baggage",
+            PropagatorName::B3 => "b3",
+            PropagatorName::B3Multi => "b3multi",
+            PropagatorName::None => "none",
+            PropagatorName::Istio => "istio",
+            PropagatorName::PassThrough => "passthrough",
+        }
+    }
+}
+
+/// A value of `OTEL_PROPAGATORS` that cannot be honoured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PropagatorsError {
+    /// Not a propagator name anyone defines.
+    #[error("OTEL_PROPAGATORS: unknown propagator `{0}`")]
+    Unknown(String),
+    /// A name the OpenTelemetry specification defines that meshtrace does not implement.
+    #[error("OTEL_PROPAGATORS: propagator `{0}` is recognised but not supported by meshtrace")]
+    Unsupported(String),
+    /// An empty entry between commas.
+    #[error("OTEL_PROPAGATORS: empty entry in `{0}`")]
+    EmptyEntry(String),
+    /// `none` listed together with real propagators.
+    #[error("OTEL_PROPAGATORS: `none` cannot be combined with other propagators")]
+    NoneWithOthers,
+}
+
+/// A parsed `OTEL_PROPAGATORS` list: recognised names, duplicates removed, order kept.
+///
+/// ```
+/// use meshtrace::propagation::env::{PropagatorList, PropagatorName, PropagatorsError};
+/// let list: PropagatorList = "TraceContext, b3multi,tracecontext".parse().unwrap();
+/// assert_eq!(list.names(), &[PropagatorName::TraceContext, PropagatorName::B3Multi]);
+/// assert_eq!(
+///     "tracecontext,xray".parse::<PropagatorList>().unwrap_err(),
+///     PropagatorsError::Unsupported("xray".into())
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropagatorList {
+    names: Vec<PropagatorName>,
+}
+
+impl Default for PropagatorList {
+    /// `tracecontext,baggage`, the specification's default.
+    fn default() -> Self {
+        PropagatorList {
+            names: vec![PropagatorName::TraceContext, PropagatorName::Baggage],
+        }
+    }
+}
+
+fn classify(item: &str) -> Result<PropagatorName, PropagatorsError> {
+    let lower = item.to_ascii_lowercase();
+    Ok(match lower.as_str() {
+        "tracecontext" => PropagatorName::TraceContext,
+        "baggage" => PropagatorName::Baggage,
+        "b3" => PropagatorName::B3,
+        "b3multi" => PropagatorName::B3Multi,
+        "none" => PropagatorName::None,
+        "istio" => PropagatorName::Istio,
+        "passthrough" => PropagatorName::PassThrough,
+        "jaeger" | "xray" | "ottrace" => return Err(PropagatorsError::Unsupported(lower)),
+        _ => return Err(PropagatorsError::Unknown(item.to_owned())),
+    })
+}
+
+impl PropagatorList {
+    /// The names, in the order given.
+    pub fn names(&self) -> &[PropagatorName] {
+        &self.names
+    }
+
+    /// Parses like the specification asks of SDKs: unknown and unsupported values are
+    /// skipped and returned as warnings; an empty or blank string means the default.
+    ///
+    /// ```
+    /// use meshtrace::propagation::env::{PropagatorList, PropagatorName};
+    /// let (list, warnings) = PropagatorList::parse_lenient("b3,jaeger,foo");
+    /// assert_eq!(list.names(), &[PropagatorName::B3]);
+    /// assert_eq!(warnings.len(), 2);
+    /// ```
+    pub fn parse_lenient(value: &str) -> (Self, Vec<PropagatorsError>) {
+        let mut warnings = Vec::new();
+        if value.trim().is_empty() {
+            return (Self::default(), warnings);
+        }
+        let mut names = Vec::new();
+        for item in value.split(',').map(str::trim) {
+            if item.is_empty() {
+                warnings.push(PropagatorsError::EmptyEntry(value.to_owned()));
+                continue;
+            }
+            match classify(item) {
+                Ok(name) if !names.contains(&name) => names.push(name),
+                Ok(_) => {}
+                Err(e) => warnings.push(e),
+            }
+        }
+        if names.len() > 1 && names.contains(&PropagatorName::None) {
+            warnings.push(PropagatorsError::NoneWithOthers);
+            names.retain(|n| *n != PropagatorName::None);
+        }
+        (PropagatorList { names }, warnings)
+    }
+
+    /// The formats to extract and inject for this list.
+    pub fn formats(&self) -> (Formats, Formats) {
+        let (mut extract, mut inject) = (Formats::NONE, Formats::NONE);
+        for name in &self.names {
+            let (e, i) = match name {
+                PropagatorName::TraceContext => (Formats::TRACE_CONTEXT, Formats::TRACE_CONTEXT),
+                PropagatorName::Baggage => (Formats::BAGGAGE, Formats::BAGGAGE),
+                PropagatorName::B3 => (Formats::B3, Formats::from(Format::B3Single)),
+                PropagatorName::B3Multi => (Formats::B3, Formats::from(Format::B3Multi)),
+                PropagatorName::None => (Formats::NONE, Formats::NONE),
+                PropagatorName::Istio => (Formats::ISTIO_EXTRACT, Formats::ISTIO_INJECT),
+                PropagatorName::PassThrough => (Formats::PASS_THROUGH, Formats::PASS_THROUGH),
+            };
+            extract = extract | e;
+            inject = inject | i;
+        }
+        (extract, inject)
+    }
+
+    /// A builder configured for this list.
+    pub fn into_builder(self) -> MeshPropagatorBuilder {
+        let (extract, inject) = self.formats();
+        MeshPropagatorBuilder::new().extract(extract).inject(inject)
+    }
+}
+
+impl FromStr for PropagatorList {
+    type Err = PropagatorsError;
+
+    /// The strict parser: the first value that cannot be honoured is an error.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (list, warnings) = Self::parse_lenient(value);
+        match warnings.into_iter().next() {
+            Some(err) => Err(err),
+            None => Ok(list),
+        }
+    }
+}

@@ -1,0 +1,1131 @@
+//! The core: one propagator for every trace format a mesh sends.
+//!
+//! [`MeshPropagator`] reads W3C `traceparent`/`tracestate`/`baggage`, B3 single and multi,
+//! and pass-through headers in one pass, resolves disagreements between formats by the
+//! rules of `SPECS.md` section 6, and writes every configured format from the same span
+//! context. It implements [`TextMapPropagator`] for any carrier, and has a faster path for
+//! [`http::HeaderMap`].
+
+pub mod b3;
+pub mod baggage;
+pub mod env;
+mod hex;
+pub mod passthrough;
+pub mod traceparent;
+
+use self::b3::{B3Context, B3Error, MultiHeaders, SamplingState, B3};
+use self::passthrough::{PassThrough, X_OT_SPAN_CONTEXT, X_REQUEST_ID};
+use self::traceparent::{TraceparentError, TracestateError, FLAG_RANDOM, FLAG_SAMPLED};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+use std::fmt;
+use std::ops::BitOr;
+use std::sync::Arc;
+
+/// A propagation format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// W3C `traceparent` + `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+    /// B3 single header `b3`.
+    B3Single,
+    /// B3 multi headers `x-b3-*`.
+    B3Multi,
+    /// Pass-through headers (`x-request-id`, `x-ot-span-context`, extras).
+    PassThrough,
+}
+
+impl Format {
+    const fn bit(self) -> u8 {
+        match self {
+            Format::TraceContext => 1,
+            Format::Baggage => 2,
+            Format::B3Single => 4,
+            Format::B3Multi => 8,
+            Format::PassThrough => 16,
+        }
+    }
+
+    const fn is_trace(self) -> bool {
+        matches!(
+            self,
+            Format::TraceContext | Format::B3Single | Format::B3Multi
+        )
+    }
+}
+
+/// A set of [`Format`]s.
+///
+/// ```
+/// use meshtrace::{Format, Formats};
+/// let f = Formats::TRACE_CONTEXT | Format::B3Multi;
+/// assert!(f.contains(Format::B3Multi) && !f.contains(Format::B3Single));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Formats(u8);
+
+impl Formats {
+    /// No format.
+    pub const NONE: Formats = Formats(0);
+    /// W3C trace context.
+    pub const TRACE_CONTEXT: Formats = Formats(Format::TraceContext.bit());
+    /// W3C baggage.
+    pub const BAGGAGE: Formats = Formats(Format::Baggage.bit());
+    /// B3 single and multi.
+    pub const B3: Formats = Formats(Format::B3Single.bit() | Format::B3Multi.bit());
+    /// Pass-through headers.
+    pub const PASS_THROUGH: Formats = Formats(Format::PassThrough.bit());
+    /// Every format.
+    pub const ALL: Formats = Formats(31);
+    /// What the Istio preset extracts: everything.
+    pub const ISTIO_EXTRACT: Formats = Formats::ALL;
+    /// What the Istio preset injects: everything but the B3 single header.
+    pub const ISTIO_INJECT: Formats = Formats(31 & !Format::B3Single.bit());
+
+    /// Is `format` in the set?
+    pub const fn contains(self, format: Format) -> bool {
+        self.0 & format.bit() != 0
+    }
+
+    /// The set with `format` added.
+    pub const fn with(self, format: Format) -> Formats {
+        Formats(self.0 | format.bit())
+    }
+
+    /// The set with `format` removed.
+    pub const fn without(self, format: Format) -> Formats {
+        Formats(self.0 & !format.bit())
+    }
+
+    /// Is the set empty?
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn iter(self) -> impl Iterator<Item = Format> {
+        [
+            Format::TraceContext,
+            Format::Baggage,
+            Format::B3Single,
+            Format::B3Multi,
+            Format::PassThrough,
+        ]
+        .into_iter()
+        .filter(move |f| self.contains(*f))
+    }
+}
+
+impl From<Format> for Formats {
+    fn from(f: Format) -> Self {
+        Formats(f.bit())
+    }
+}
+
+impl<T: Into<Formats>> BitOr<T> for Formats {
+    type Output = Formats;
+    fn bitor(self, rhs: T) -> Formats {
+        Formats(self.0 | rhs.into().0)
+    }
+}
+
+impl BitOr for Format {
+    type Output = Formats;
+    fn bitor(self, rhs: Format) -> Formats {
+        Formats(self.bit() | rhs.bit())
+    }
+}
+
+impl fmt::Debug for Formats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// How B3 is written on inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum B3Encoding {
+    /// The single `b3` header (OpenTelemetry's default).
+    Single,
+    /// The `x-b3-*` headers (what Istio's documentation lists).
+    Multi,
+    /// Both.
+    Both,
+}
+
+/// A mistake in a [`MeshPropagatorBuilder`] configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// A pass-through name that is not a valid HTTP header name.
+    #[error("`{0}` is not a valid header name")]
+    InvalidHeaderName(String),
+    /// A pass-through name that one of the trace formats owns.
+    #[error("`{0}` is a trace header and is written by its format, not passed through")]
+    ReservedHeaderName(String),
+    /// A priority entry that is not a trace format, or that is listed twice.
+    #[error("priority may list TraceContext, B3Single and B3Multi once each; got {0:?}")]
+    Priority(Format),
+}
+
+/// Why part of an incoming request's trace headers was not used.
+///
+/// These are diagnostics: extraction still returns everything that was valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// `traceparent` was rejected (and `tracestate` with it).
+    #[error(transparent)]
+    Traceparent(#[from] TraceparentError),
+    /// `tracestate` was discarded; the trace was kept.
+    #[error(transparent)]
+    Tracestate(#[from] TracestateError),
+    /// The `b3` header was rejected.
+    #[error("b3: {0}")]
+    B3Single(B3Error),
+    /// The `x-b3-*` headers were rejected.
+    #[error("x-b3-*: {0}")]
+    B3Multi(B3Error),
+    /// Some baggage members were dropped.
+    #[error("{0} baggage member(s) dropped")]
+    Baggage(usize),
+    /// A pass-through value was dropped (control characters, non-ASCII, too long, empty).
+    #[error("pass-through header `{0}` dropped: not visible ASCII of bounded length")]
+    PassThrough(HeaderName),
+}
+
+/// The remote parent chosen among the formats of an incoming request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteParent {
+    /// The format the winning context came from.
+    pub format: Format,
+    /// Its trace id.
+    pub trace_id: TraceId,
+    /// Its span id.
+    pub span_id: SpanId,
+    /// The sampling state, merged across agreeing formats (`Debug` if any said debug).
+    pub sampling: SamplingState,
+    /// True when B3 sent this trace id as 64 bits; B3 output then keeps 16 hex digits.
+    pub b3_trace_id_64bit: bool,
+}
+
+/// A context that lost a conflict, kept so the server span can link to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LosingContext {
+    /// The format it came from.
+    pub format: Format,
+    /// The span context it carried.
+    pub span_context: SpanContext,
+}
+
+/// What [`MeshPropagator`] learnt from an incoming request beyond the span context and
+/// baggage: pass-through values, B3 sampling state, conflicts and diagnostics.
+///
+/// Stored in the extracted [`Context`]; read it with [`MeshContextExt::mesh`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeshContext {
+    pass_through: PassThrough,
+    remote: Option<RemoteParent>,
+    sampling_only: Option<SamplingState>,
+    losing: Vec<LosingContext>,
+    errors: Vec<ExtractError>,
+}
+
+impl MeshContext {
+    /// Pass-through values, to be forwarded byte-for-byte.
+    pub fn pass_through(&self) -> &PassThrough {
+        &self.pass_through
+    }
+
+    /// `x-request-id`, if the request carried a forwardable one.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        self.pass_through.request_id()
+    }
+
+    /// The chosen remote parent, if any format carried a valid one.
+    pub fn remote(&self) -> Option<&RemoteParent> {
+        self.remote.as_ref()
+    }
+
+    /// The incoming sampling state: the remote parent's, else a B3 decision sent without
+    /// ids (`b3: 0|1|d`, `x-b3-sampled` alone).
+    pub fn sampling(&self) -> Option<SamplingState> {
+        self.remote.map(|r| r.sampling).or(self.sampling_only)
+    }
+
+    /// True when the caller forced this trace (B3 debug).
+    pub fn is_debug(&self) -> bool {
+        self.sampling() == Some(SamplingState::Debug)
+    }
+
+    /// True when the caller left the sampling decision to us (B3 without a state).
+    pub fn is_deferred(&self) -> bool {
+        self.sampling() == Some(SamplingState::Deferred)
+    }
+
+    /// Contexts from other formats that disagreed with the chosen one.
+    pub fn losing(&self) -> &[LosingContext] {
+        &self.losing
+    }
+
+    /// What was rejected or dropped, and why.
+    pub fn errors(&self) -> &[ExtractError] {
+        &self.errors
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pass_through.is_empty()
+            && self.remote.is_none()
+            && self.sampling_only.is_none()
+            && self.losing.is_empty()
+            && self.errors.is_empty()
+    }
+}
+
+/// Read the [`MeshContext`] of a [`Context`].
+pub trait MeshContextExt {
+    /// The mesh state extracted into this context, if any.
+    fn mesh(&self) -> Option<&MeshContext>;
+}
+
+impl MeshContextExt for Context {
+    fn mesh(&self) -> Option<&MeshContext> {
+        self.get::<MeshContext>()
+    }
+}
+
+#[derive(Debug)]
+struct Config {
+    extract: Formats,
+    inject: Formats,
+    priority: [Format; 3],
+    pass_through: Vec<HeaderName>,
+    max_pass_through_len: usize,
+    random_trace_ids: bool,
+    fields: Vec<String>,
+}
+
+/// The composite mesh propagator. Cheap to clone.
+///
+/// ```
+/// use meshtrace::MeshPropagator;
+/// opentelemetry::global::set_text_map_propagator(MeshPropagator::istio());
+/// ```
+#[derive(Debug, Clone)]
+pub struct MeshPropagator {
+    cfg: Arc<Config>,
+}
+
+/// Builds a [`MeshPropagator`].
+///
+/// ```
+/// use meshtrace::{B3Encoding, Format, Formats, MeshPropagator};
+/// let p = MeshPropagator::builder()
+///     .extract(Formats::ALL)
+///     .inject(Formats::TRACE_CONTEXT | Format::Baggage | Format::PassThrough)
+///     .b3_inject(B3Encoding::Single)
+///     .pass_through_header("x-client-trace-id")
+///     .priority([Format::B3Single, Format::B3Multi, Format::TraceContext])
+///     .build()
+///     .unwrap();
+/// use opentelemetry::propagation::TextMapPropagator;
+/// assert!(p.fields().any(|f| f == "x-client-trace-id"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MeshPropagatorBuilder {
+    extract: Formats,
+    inject: Formats,
+    priority: Vec<Format>,
+    pass_through: Vec<String>,
+    max_pass_through_len: usize,
+    random_trace_ids: bool,
+}
+
+impl Default for MeshPropagatorBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const DEFAULT_PRIORITY: [Format; 3] = [Format::TraceContext, Format::B3Single, Format::B3Multi];
+
+const RESERVED: [&str; 9] = [
+    traceparent::TRACEPARENT,
+    traceparent::TRACESTATE,
+    baggage::BAGGAGE,
+    b3::B3,
+    b3::X_B3_TRACEID,
+    b3::X_B3_SPANID,
+    b3::X_B3_PARENTSPANID,
+    b3::X_B3_SAMPLED,
+    b3::X_B3_FLAGS,
+];
+
+impl MeshPropagatorBuilder {
+    /// Nothing extracted or injected; `x-request-id` and `x-ot-span-context` are the
+    /// pass-through names (used once [`Format::PassThrough`] is enabled).
+    pub fn new() -> Self {
+        MeshPropagatorBuilder {
+            extract: Formats::NONE,
+            inject: Formats::NONE,
+            priority: DEFAULT_PRIORITY.to_vec(),
+            pass_through: vec![
+                X_REQUEST_ID.as_str().to_owned(),
+                X_OT_SPAN_CONTEXT.as_str().to_owned(),
+            ],
+            max_pass_through_len: passthrough::DEFAULT_MAX_LEN,
+            random_trace_ids: true,
+        }
+    }
+
+    /// Sets the formats read from incoming requests.
+    pub fn extract(mut self, formats: impl Into<Formats>) -> Self {
+        self.extract = formats.into();
+        self
+    }
+
+    /// Sets the formats written to outgoing requests.
+    pub fn inject(mut self, formats: impl Into<Formats>) -> Self {
+        self.inject = formats.into();
+        self
+    }
+
+    /// Sets how B3 is written (replacing any B3 choice in [`inject`](Self::inject)).
+    pub fn b3_inject(mut self, encoding: B3Encoding) -> Self {
+        let base = self
+            .inject
+            .without(Format::B3Single)
+            .without(Format::B3Multi);
+        self.inject = match encoding {
+            B3Encoding::Single => base.with(Format::B3Single),
+            B3Encoding::Multi => base.with(Format::B3Multi),
+            B3Encoding::Both => base | Formats::B3,
+        };
+        self
+    }
+
+    /// Adds a pass-through header name (case-insensitive), e.g. `x-client-trace-id`.
+    pub fn pass_through_header(mut self, name: impl Into<String>) -> Self {
+        let name = name.into().to_ascii_lowercase();
+        if !self.pass_through.contains(&name) {
+            self.pass_through.push(name);
+        }
+        self
+    }
+
+    /// Replaces the pass-through header names.
+    pub fn pass_through_headers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.pass_through.clear();
+        names
+            .into_iter()
+            .fold(self, |b, name| b.pass_through_header(name))
+    }
+
+    /// Bound on one pass-through value in bytes (default 512); longer values are dropped.
+    pub fn max_pass_through_len(mut self, bytes: usize) -> Self {
+        self.max_pass_through_len = bytes;
+        self
+    }
+
+    /// The order in which trace formats win when they disagree. Formats left out follow in
+    /// the default order (traceparent, B3 single, B3 multi).
+    pub fn priority(mut self, order: impl IntoIterator<Item = Format>) -> Self {
+        self.priority = order.into_iter().collect();
+        self
+    }
+
+    /// Whether this process makes random trace ids (the SDK's default id generator does),
+    /// so that traces it starts carry the W3C Level 2 `random` flag. Default true.
+    pub fn random_trace_ids(mut self, random: bool) -> Self {
+        self.random_trace_ids = random;
+        self
+    }
+
+    /// Checks the configuration and builds the propagator.
+    pub fn build(self) -> Result<MeshPropagator, BuildError> {
+        let mut priority = Vec::with_capacity(3);
+        for f in self.priority {
+            if !f.is_trace() || priority.contains(&f) {
+                return Err(BuildError::Priority(f));
+            }
+            priority.push(f);
+        }
+        for f in DEFAULT_PRIORITY {
+            if !priority.contains(&f) {
+                priority.push(f);
+            }
+        }
+        let mut names = Vec::with_capacity(self.pass_through.len());
+        for name in self.pass_through {
+            if RESERVED.contains(&name.as_str()) {
+                return Err(BuildError::ReservedHeaderName(name));
+            }
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| BuildError::InvalidHeaderName(name))?;
+            names.push(header);
+        }
+        let mut fields = Vec::new();
+        for f in self.inject.iter() {
+            match f {
+                Format::TraceContext => fields
+                    .extend([traceparent::TRACEPARENT, traceparent::TRACESTATE].map(String::from)),
+                Format::Baggage => fields.push(baggage::BAGGAGE.to_owned()),
+                Format::B3Single => fields.push(b3::B3.to_owned()),
+                Format::B3Multi => fields.extend(
+                    [
+                        b3::X_B3_TRACEID,
+                        b3::X_B3_SPANID,
+                        b3::X_B3_SAMPLED,
+                        b3::X_B3_FLAGS,
+                    ]
+                    .map(String::from),
+                ),
+                Format::PassThrough => fields.extend(names.iter().map(|n| n.as_str().to_owned())),
+            }
+        }
+        Ok(MeshPropagator {
+            cfg: Arc::new(Config {
+                extract: self.extract,
+                inject: self.inject,
+                priority: [priority[0], priority[1], priority[2]],
+                pass_through: names,
+                max_pass_through_len: self.max_pass_through_len,
+                random_trace_ids: self.random_trace_ids,
+                fields,
+            }),
+        })
+    }
+}
+
+/// Header values seen for one name: most requests carry one, some carry several lines.
+#[derive(Debug, Default)]
+enum Lines<'a> {
+    #[default]
+    Zero,
+    One(&'a [u8]),
+    Many(Vec<&'a [u8]>),
+}
+
+impl<'a> Lines<'a> {
+    #[inline]
+    fn push(&mut self, v: &'a [u8]) {
+        *self = match std::mem::take(self) {
+            Lines::Zero => Lines::One(v),
+            Lines::One(first) => Lines::Many(vec![first, v]),
+            Lines::Many(mut all) => {
+                all.push(v);
+                Lines::Many(all)
+            }
+        };
+    }
+
+    fn as_slice(&self) -> &[&'a [u8]] {
+        match self {
+            Lines::Zero => &[],
+            Lines::One(v) => std::slice::from_ref(v),
+            Lines::Many(all) => all,
+        }
+    }
+}
+
+/// Everything the formats need from one request, gathered in one walk over its headers.
+#[derive(Debug, Default)]
+struct Raw<'a> {
+    traceparent: Lines<'a>,
+    tracestate: Lines<'a>,
+    baggage: Lines<'a>,
+    b3: Option<&'a [u8]>,
+    multi: MultiHeaders<'a>,
+    pass_through: PassThrough,
+    dropped: Vec<HeaderName>,
+}
+
+/// One format's valid context, before the formats are reconciled.
+#[derive(Debug, Clone)]
+struct Candidate {
+    format: Format,
+    trace_id: u128,
+    span_id: u64,
+    sampling: SamplingState,
+    random: bool,
+    b3_parent: Option<u64>,
+    narrow: bool,
+    trace_state: TraceState,
+}
+
+impl Candidate {
+    fn from_b3(format: Format, b: B3Context) -> Self {
+        Candidate {
+            format,
+            trace_id: b.trace_id,
+            span_id: b.span_id,
+            sampling: b.sampling,
+            random: false,
+            b3_parent: b.parent_span_id,
+            narrow: b.trace_id_64bit,
+            trace_state: TraceState::NONE,
+        }
+    }
+
+    fn span_context(
+        &self,
+        sampling: SamplingState,
+        random: bool,
+        trace_state: TraceState,
+    ) -> SpanContext {
+        let mut flags = 0;
+        if sampling.is_sampled() == Some(true) {
+            flags |= FLAG_SAMPLED;
+        }
+        if random {
+            flags |= FLAG_RANDOM;
+        }
+        SpanContext::new(
+            TraceId::from(self.trace_id),
+            SpanId::from(self.span_id),
+            TraceFlags::new(flags),
+            true,
+            trace_state,
+        )
+    }
+}
+
+/// Header names as the fast path matches them.
+const H_TRACEPARENT: HeaderName = HeaderName::from_static(traceparent::TRACEPARENT);
+const H_TRACESTATE: HeaderName = HeaderName::from_static(traceparent::TRACESTATE);
+const H_BAGGAGE: HeaderName = HeaderName::from_static(baggage::BAGGAGE);
+const H_B3: HeaderName = HeaderName::from_static(b3::B3);
+const H_B3_TRACEID: HeaderName = HeaderName::from_static(b3::X_B3_TRACEID);
+const H_B3_SPANID: HeaderName = HeaderName::from_static(b3::X_B3_SPANID);
+const H_B3_SAMPLED: HeaderName = HeaderName::from_static(b3::X_B3_SAMPLED);
+const H_B3_FLAGS: HeaderName = HeaderName::from_static(b3::X_B3_FLAGS);
+
+/// Bytes `HeaderValue::to_str` accepts. Values with other bytes are skipped on both paths,
+/// so the `HeaderMap` path and the `Extractor` path see the same input.
+#[inline]
+fn is_text(v: &[u8]) -> bool {
+    v.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
+}
+
+impl MeshPropagator {
+    /// The preset for Istio / Envoy meshes: extracts traceparent/tracestate, baggage, B3
+    /// single, B3 multi and the pass-through headers; injects traceparent/tracestate,
+    /// baggage, the B3 multi headers and the pass-through headers.
+    pub fn istio() -> Self {
+        Self::builder_istio()
+            .build()
+            .expect("the Istio preset is a valid configuration")
+    }
+
+    /// A builder starting from the Istio preset.
+    pub fn builder_istio() -> MeshPropagatorBuilder {
+        MeshPropagatorBuilder::new()
+            .extract(Formats::ISTIO_EXTRACT)
+            .inject(Formats::ISTIO_INJECT)
+    }
+
+    /// A builder starting from nothing (no format extracted or injected).
+    pub fn builder() -> MeshPropagatorBuilder {
+        MeshPropagatorBuilder::new()
+    }
+
+    /// Configured from `OTEL_PROPAGATORS` as the OpenTelemetry specification says: unset or
+    /// empty means `tracecontext,baggage`; unknown and unsupported values are skipped with a
+    /// warning. Use [`try_from_env`](Self::try_from_env) to refuse them instead.
+    pub fn from_env() -> Self {
+        let value = std::env::var(env::OTEL_PROPAGATORS).unwrap_or_default();
+        let (list, warnings) = env::PropagatorList::parse_lenient(&value);
+        for warning in &warnings {
+            warn(warning);
+        }
+        Self::from_list(list)
+    }
+
+    /// Configured from `OTEL_PROPAGATORS`, refusing any value it cannot honour.
+    pub fn try_from_env() -> Result<Self, env::PropagatorsError> {
+        let value = std::env::var(env::OTEL_PROPAGATORS).unwrap_or_default();
+        Ok(Self::from_list(value.parse()?))
+    }
+
+    fn from_list(list: env::PropagatorList) -> Self {
+        list.into_builder()
+            .build()
+            .expect("the default pass-through names are valid")
+    }
+
+    /// The formats this propagator extracts.
+    pub fn extract_formats(&self) -> Formats {
+        self.cfg.extract
+    }
+
+    /// The formats this propagator injects.
+    pub fn inject_formats(&self) -> Formats {
+        self.cfg.inject
+    }
+
+    /// Extracts from a `HeaderMap` into a child of the current context, walking the map once.
+    pub fn extract_from_headers(&self, headers: &HeaderMap) -> Context {
+        Context::map_current(|cx| self.extract_from_headers_with_context(cx, headers))
+    }
+
+    /// Extracts from a `HeaderMap` into a child of `cx`, walking the map once.
+    pub fn extract_from_headers_with_context(&self, cx: &Context, headers: &HeaderMap) -> Context {
+        let cfg = &*self.cfg;
+        let ex = cfg.extract;
+        let mut raw = Raw::default();
+        for (name, value) in headers {
+            let v = value.as_bytes();
+            if *name == H_TRACEPARENT {
+                if ex.contains(Format::TraceContext) && is_text(v) {
+                    raw.traceparent.push(v);
+                }
+            } else if *name == H_TRACESTATE {
+                if ex.contains(Format::TraceContext) && is_text(v) {
+                    raw.tracestate.push(v);
+                }
+            } else if *name == H_BAGGAGE {
+                if ex.contains(Format::Baggage) && is_text(v) {
+                    raw.baggage.push(v);
+                }
+            } else if *name == H_B3 {
+                // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
+                if ex.contains(Format::B3Single) && raw.b3.is_none() {
+                    raw.b3 = Some(v);
+                }
+            } else if let Some(slot) = multi_slot(&mut raw.multi, name) {
+                if ex.contains(Format::B3Multi) && slot.is_none() {
+                    *slot = Some(v);
+                }
+            } else if ex.contains(Format::PassThrough) && cfg.pass_through.contains(name) {
+                if !raw
+                    .pass_through
+                    .push(name.clone(), value.clone(), cfg.max_pass_through_len)
+                {
+                    raw.dropped.push(name.clone());
+                }
+            }
+        }
+        let m = &mut raw.multi;
+        for slot in [
+            &mut raw.b3,
+            &mut m.trace_id,
+            &mut m.span_id,
+            &mut m.parent_span_id,
+            &mut m.sampled,
+            &mut m.flags,
+        ] {
+            *slot = slot.filter(|v| is_text(v));
+        }
+        self.resolve(cx, raw)
+    }
+
+    /// Injects the span context, baggage and pass-through values of `cx` into a `HeaderMap`.
+    pub fn inject_into_headers(&self, cx: &Context, headers: &mut HeaderMap) {
+        self.inject_impl(cx, &mut HeaderMapOut(headers));
+    }
+
+    fn extract_generic(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let cfg = &*self.cfg;
+        let ex = cfg.extract;
+        let mut raw = Raw::default();
+        let mut traceparent = None;
+        let mut tracestate = None;
+        let mut baggage_lines = None;
+        if ex.contains(Format::TraceContext) {
+            traceparent = extractor.get_all(traceparent::TRACEPARENT);
+            tracestate = extractor.get_all(traceparent::TRACESTATE);
+        }
+        if ex.contains(Format::Baggage) {
+            baggage_lines = extractor.get_all(baggage::BAGGAGE);
+        }
+        for v in traceparent.iter().flatten() {
+            if is_text(v.as_bytes()) {
+                raw.traceparent.push(v.as_bytes());
+            }
+        }
+        for v in tracestate.iter().flatten() {
+            if is_text(v.as_bytes()) {
+                raw.tracestate.push(v.as_bytes());
+            }
+        }
+        for v in baggage_lines.iter().flatten() {
+            if is_text(v.as_bytes()) {
+                raw.baggage.push(v.as_bytes());
+            }
+        }
+        let text = |name: &str| {
+            extractor
+                .get(name)
+                .map(str::as_bytes)
+                .filter(|v| is_text(v))
+        };
+        if ex.contains(Format::B3Single) {
+            raw.b3 = text(b3::B3);
+        }
+        if ex.contains(Format::B3Multi) {
+            raw.multi = MultiHeaders {
+                trace_id: text(b3::X_B3_TRACEID),
+                span_id: text(b3::X_B3_SPANID),
+                parent_span_id: text(b3::X_B3_PARENTSPANID),
+                sampled: text(b3::X_B3_SAMPLED),
+                flags: text(b3::X_B3_FLAGS),
+            };
+        }
+        if ex.contains(Format::PassThrough) {
+            for name in &cfg.pass_through {
+                for v in extractor.get_all(name.as_str()).into_iter().flatten() {
+                    let kept = HeaderValue::from_str(v).is_ok_and(|value| {
+                        raw.pass_through
+                            .push(name.clone(), value, cfg.max_pass_through_len)
+                    });
+                    if !kept {
+                        raw.dropped.push(name.clone());
+                    }
+                }
+            }
+        }
+        self.resolve(cx, raw)
+    }
+
+    fn resolve(&self, cx: &Context, raw: Raw<'_>) -> Context {
+        let cfg = &*self.cfg;
+        let mut mesh = MeshContext {
+            pass_through: raw.pass_through,
+            ..MeshContext::default()
+        };
+        mesh.errors
+            .extend(raw.dropped.into_iter().map(ExtractError::PassThrough));
+
+        // One slot per trace format, in `Format` order: TraceContext, B3Single, B3Multi.
+        let mut cands: [Option<Candidate>; 3] = [None, None, None];
+        let mut sampling_only = [None, None];
+
+        let tp_lines = raw.traceparent.as_slice();
+        if !tp_lines.is_empty() {
+            let parsed = if tp_lines.len() > 1 || tp_lines[0].contains(&b',') {
+                Err(TraceparentError::Duplicate)
+            } else {
+                traceparent::parse_traceparent(tp_lines[0])
+            };
+            match parsed {
+                Ok(tp) => {
+                    let trace_state = match traceparent::parse_tracestate(raw.tracestate.as_slice())
+                    {
+                        Ok(ts) => ts,
+                        Err(e) => {
+                            mesh.errors.push(e.into());
+                            TraceState::NONE
+                        }
+                    };
+                    cands[0] = Some(Candidate {
+                        format: Format::TraceContext,
+                        trace_id: tp.trace_id,
+                        span_id: tp.parent_id,
+                        sampling: if tp.flags & FLAG_SAMPLED != 0 {
+                            SamplingState::Accept
+                        } else {
+                            SamplingState::Deny
+                        },
+                        random: tp.flags & FLAG_RANDOM != 0,
+                        b3_parent: None,
+                        narrow: false,
+                        trace_state,
+                    });
+                }
+                Err(e) => mesh.errors.push(e.into()),
+            }
+        }
+        if let Some(v) = raw.b3 {
+            match b3::parse_single(v) {
+                Ok(B3::Context(b)) => cands[1] = Some(Candidate::from_b3(Format::B3Single, b)),
+                Ok(B3::SamplingOnly(s)) => sampling_only[0] = Some(s),
+                Err(e) => mesh.errors.push(ExtractError::B3Single(e)),
+            }
+        }
+        match b3::parse_multi(&raw.multi) {
+            Ok(Some(B3::Context(b))) => cands[2] = Some(Candidate::from_b3(Format::B3Multi, b)),
+            Ok(Some(B3::SamplingOnly(s))) => sampling_only[1] = Some(s),
+            Ok(None) => {}
+            Err(e) => mesh.errors.push(ExtractError::B3Multi(e)),
+        }
+        let sampling_only = sampling_only[0].or(sampling_only[1]);
+
+        let slot = |f: Format| match f {
+            Format::TraceContext => 0,
+            Format::B3Single => 1,
+            _ => 2,
+        };
+        let ordered = cfg.priority.map(|f| cands[slot(f)].as_ref());
+        let mut winner = ordered.iter().flatten().next().copied();
+
+        // Same trace, different span: a sidecar rewrote one format. If B3 names the
+        // traceparent's span as its parent, B3 is the newer hop.
+        if let (Some(w), Some(tc)) = (winner, cands[0].as_ref()) {
+            if w.format == Format::TraceContext {
+                winner = ordered.iter().flatten().copied().find(|c| {
+                    c.format != Format::TraceContext
+                        && c.trace_id == tc.trace_id
+                        && c.span_id != tc.span_id
+                        && c.b3_parent == Some(tc.span_id)
+                });
+                winner = winner.or(Some(w));
+            }
+        }
+
+        let mut out = cx.clone();
+        match winner {
+            Some(w) => {
+                let agreeing = || {
+                    ordered
+                        .iter()
+                        .flatten()
+                        .filter(|c| c.trace_id == w.trace_id && c.span_id == w.span_id)
+                };
+                let mut sampling = w.sampling;
+                if sampling == SamplingState::Deferred {
+                    sampling = agreeing()
+                        .map(|c| c.sampling)
+                        .find(|s| *s != SamplingState::Deferred)
+                        .or(sampling_only)
+                        .unwrap_or(SamplingState::Deferred);
+                }
+                if agreeing().any(|c| c.sampling == SamplingState::Debug) {
+                    sampling = SamplingState::Debug;
+                }
+                let same_trace = || {
+                    ordered
+                        .iter()
+                        .flatten()
+                        .filter(|c| c.trace_id == w.trace_id)
+                };
+                let narrow = same_trace().any(|c| c.narrow);
+                let (random, trace_state) =
+                    match same_trace().find(|c| c.format == Format::TraceContext) {
+                        Some(tc) => (tc.random, tc.trace_state.clone()),
+                        None => (false, TraceState::NONE),
+                    };
+                mesh.losing = ordered
+                    .iter()
+                    .flatten()
+                    .filter(|c| c.trace_id != w.trace_id || c.span_id != w.span_id)
+                    .map(|c| LosingContext {
+                        format: c.format,
+                        span_context: c.span_context(c.sampling, c.random, c.trace_state.clone()),
+                    })
+                    .collect();
+                mesh.remote = Some(RemoteParent {
+                    format: w.format,
+                    trace_id: TraceId::from(w.trace_id),
+                    span_id: SpanId::from(w.span_id),
+                    sampling,
+                    b3_trace_id_64bit: narrow,
+                });
+                out = out.with_remote_span_context(w.span_context(sampling, random, trace_state));
+            }
+            None => mesh.sampling_only = sampling_only,
+        }
+
+        let baggage_lines = raw.baggage.as_slice();
+        if !baggage_lines.is_empty() {
+            let (baggage, dropped) = baggage::parse_baggage(baggage_lines);
+            if dropped > 0 {
+                mesh.errors.push(ExtractError::Baggage(dropped));
+            }
+            if !baggage.is_empty() {
+                out = out.with_baggage(baggage);
+            }
+        }
+        if !mesh.is_empty() {
+            out = out.with_value(mesh);
+        }
+        out
+    }
+
+    fn inject_impl(&self, cx: &Context, out: &mut impl Out) {
+        let cfg = &*self.cfg;
+        let inj = cfg.inject;
+        let mesh = cx.mesh();
+        let span = cx.span();
+        let sc = span.span_context();
+        if sc.is_valid()
+            && (inj.contains(Format::TraceContext)
+                || inj.contains(Format::B3Single)
+                || inj.contains(Format::B3Multi))
+        {
+            let trace_id = u128::from_be_bytes(sc.trace_id().to_bytes());
+            let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
+            let remote = mesh
+                .and_then(|m| m.remote.as_ref())
+                .filter(|r| r.trace_id == sc.trace_id());
+            let sampled = sc.is_sampled();
+            let sampling = match remote.map(|r| r.sampling) {
+                Some(SamplingState::Debug) if sampled => SamplingState::Debug,
+                Some(SamplingState::Deferred)
+                    if !sampled && remote.is_some_and(|r| r.span_id == sc.span_id()) =>
+                {
+                    SamplingState::Deferred
+                }
+                _ if sampled => SamplingState::Accept,
+                _ => SamplingState::Deny,
+            };
+            let narrow = remote.is_some_and(|r| r.b3_trace_id_64bit) && trace_id >> 64 == 0;
+
+            if inj.contains(Format::TraceContext) {
+                let mut flags = sc.trace_flags().to_u8() & traceparent::KNOWN_FLAGS;
+                if remote.is_none() && !sc.is_remote() && cfg.random_trace_ids {
+                    // This process started the trace, with a random id.
+                    flags |= FLAG_RANDOM;
+                }
+                out.set(
+                    &H_TRACEPARENT,
+                    &traceparent::write_traceparent(trace_id, span_id, flags),
+                );
+                let ts = sc.trace_state();
+                if *ts != TraceState::NONE {
+                    let header = ts.header();
+                    if !header.is_empty() && traceparent::tracestate_is_valid(&header) {
+                        out.set(&H_TRACESTATE, header.as_bytes());
+                    }
+                }
+            }
+            if inj.contains(Format::B3Single) {
+                let mut buf = [0u8; b3::SINGLE_MAX];
+                let n = b3::write_single(trace_id, narrow, span_id, sampling, &mut buf);
+                out.set(&H_B3, &buf[..n]);
+            }
+            if inj.contains(Format::B3Multi) {
+                let mut buf = [0u8; 32];
+                out.set(
+                    &H_B3_TRACEID,
+                    b3::write_trace_id(trace_id, narrow, &mut buf),
+                );
+                let mut sbuf = [0u8; 16];
+                hex::encode_into(u128::from(span_id), &mut sbuf);
+                out.set(&H_B3_SPANID, &sbuf);
+                match sampling {
+                    SamplingState::Accept => out.set(&H_B3_SAMPLED, b"1"),
+                    SamplingState::Deny => out.set(&H_B3_SAMPLED, b"0"),
+                    SamplingState::Debug => out.set(&H_B3_FLAGS, b"1"),
+                    SamplingState::Deferred => {}
+                }
+            }
+        }
+        if inj.contains(Format::Baggage) {
+            if let Some(header) = baggage::encode_baggage(cx.baggage()) {
+                out.set(&H_BAGGAGE, header.as_bytes());
+            }
+        }
+        if inj.contains(Format::PassThrough) {
+            if let Some(m) = mesh {
+                out.pass_through(&m.pass_through, &cfg.pass_through);
+            }
+        }
+    }
+}
+
+fn multi_slot<'m, 'a>(
+    m: &'m mut MultiHeaders<'a>,
+    name: &HeaderName,
+) -> Option<&'m mut Option<&'a [u8]>> {
+    let s = name.as_str();
+    if !s.starts_with("x-b3-") {
+        return None;
+    }
+    match &s[5..] {
+        "traceid" => Some(&mut m.trace_id),
+        "spanid" => Some(&mut m.span_id),
+        "parentspanid" => Some(&mut m.parent_span_id),
+        "sampled" => Some(&mut m.sampled),
+        "flags" => Some(&mut m.flags),
+        _ => None,
+    }
+}
+
+fn warn(warning: &env::PropagatorsError) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(%warning, "ignoring OTEL_PROPAGATORS entry");
+    #[cfg(not(feature = "tracing"))]
+    eprintln!("meshtrace: ignoring OTEL_PROPAGATORS entry: {warning}");
+}
+
+/// Where inject writes: a `HeaderMap` or any `Injector`.
+trait Out {
+    fn set(&mut self, name: &HeaderName, value: &[u8]);
+    fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]);
+}
+
+struct HeaderMapOut<'a>(&'a mut HeaderMap);
+
+impl Out for HeaderMapOut<'_> {
+    #[inline]
+    fn set(&mut self, name: &HeaderName, value: &[u8]) {
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            self.0.insert(name.clone(), v);
+        }
+    }
+
+    fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
+        let entries: Vec<_> = values.iter().collect();
+        for (i, (name, value)) in entries.iter().enumerate() {
+            if !allowed.contains(name) {
+                continue;
+            }
+            // The first value replaces what the map holds; later lines are appended.
+            if entries[..i].iter().any(|(n, _)| n == name) {
+                self.0.append((*name).clone(), (*value).clone());
+            } else {
+                self.0.insert((*name).clone(), (*value).clone());
+            }
+        }
+    }
+}
+
+struct InjectorOut<'a>(&'a mut dyn Injector);
+
+impl Out for InjectorOut<'_> {
+    #[inline]
+    fn set(&mut self, name: &HeaderName, value: &[u8]) {
+        if let Ok(v) = std::str::from_utf8(value) {
+            self.0.set(name.as_str(), v.to_owned());
+        }
+    }
+
+    fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
+        for name in allowed {
+            let mut joined = String::new();
+            for v in values.get_all(name.as_str()) {
+                if let Ok(s) = v.to_str() {
+                    if !joined.is_empty() {
+                        // An `Injector` holds one value per name; RFC 9110 5.3 lets lines combine.
+                        joined.push_str(", ");
+                    }
+                    joined.push_str(s);
+                }
+            }
+            if !joined.is_empty() {
+                self.0.set(name.as_str(), joined);
+            }
+        }
+    }
+}
+
+impl TextMapPropagator for MeshPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.inject_impl(cx, &mut InjectorOut(injector));
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.extract_generic(cx, extractor)
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(&self.cfg.fields)
+    }
+}

@@ -1,0 +1,85 @@
+//! Pass-through headers: values the mesh needs forwarded byte-for-byte
+//! (`x-request-id`, `x-ot-span-context`, and any extras the user names).
+
+use http::{HeaderName, HeaderValue};
+
+/// Envoy's request id: forwarded untouched on every outgoing call.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The OpenTracing / Lightstep span context: forwarded untouched.
+pub const X_OT_SPAN_CONTEXT: HeaderName = HeaderName::from_static("x-ot-span-context");
+/// Default bound on one pass-through value, in bytes.
+pub const DEFAULT_MAX_LEN: usize = 512;
+
+/// Is this value fit to forward: 1..=`max_len` bytes of visible ASCII, space or tab?
+/// Anything else (CR, LF, NUL, other controls, non-ASCII) is dropped, never forwarded.
+#[inline]
+pub fn is_forwardable(value: &[u8], max_len: usize) -> bool {
+    !value.is_empty()
+        && value.len() <= max_len
+        && value
+            .iter()
+            .all(|&b| (0x20..=0x7e).contains(&b) || b == b'\t')
+}
+
+/// The pass-through values taken from an incoming request, in the order received.
+///
+/// ```
+/// use meshtrace::MeshPropagator;
+/// use meshtrace::MeshContextExt;
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("x-request-id", "5f1c4e2a-8d7b-4c1e-9a3f-2b6d8e0f1a2b".parse().unwrap());
+/// let cx = MeshPropagator::istio().extract_from_headers(&headers);
+/// let id = cx.mesh().unwrap().pass_through().request_id().unwrap();
+/// assert_eq!(id, "5f1c4e2a-8d7b-4c1e-9a3f-2b6d8e0f1a2b");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassThrough {
+    entries: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl PassThrough {
+    /// The first value of a header, if any.
+    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of a header, in the order received.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The `x-request-id` value, if the request carried one.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        self.get(X_REQUEST_ID.as_str())
+    }
+
+    /// All names and values, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.entries.iter().map(|(n, v)| (n, v))
+    }
+
+    /// How many values are held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds a value, if it is fit to forward (see [`is_forwardable`]); returns whether it was kept.
+    pub fn push(&mut self, name: HeaderName, value: HeaderValue, max_len: usize) -> bool {
+        let ok = is_forwardable(value.as_bytes(), max_len);
+        if ok {
+            self.entries.push((name, value));
+        }
+        ok
+    }
+}

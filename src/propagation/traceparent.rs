@@ -1,0 +1,259 @@
+//! W3C Trace Context Level 2: the `traceparent` and `tracestate` headers.
+//!
+//! Parsing works on bytes and never allocates for `traceparent`; `tracestate` allocates
+//! only for the [`TraceState`] it returns.
+
+use super::hex;
+use opentelemetry::trace::TraceState;
+
+/// Header name of the W3C trace parent.
+pub const TRACEPARENT: &str = "traceparent";
+/// Header name of the W3C trace state.
+pub const TRACESTATE: &str = "tracestate";
+
+/// Flag bit: the caller may have recorded this trace.
+pub const FLAG_SAMPLED: u8 = 0x01;
+/// Flag bit (Level 2): at least the right-most 7 bytes of the trace id are random.
+pub const FLAG_RANDOM: u8 = 0x02;
+/// The flag bits this implementation understands and re-propagates.
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
+
+/// Length of a version-00 `traceparent` value.
+const V00_LEN: usize = 55;
+/// Most members a `tracestate` may hold before it is discarded.
+pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+/// A parsed, valid `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traceparent {
+    /// The version field as received (`00`, or a future version).
+    pub version: u8,
+    /// The 128-bit trace id, never zero.
+    pub trace_id: u128,
+    /// The caller's span id (the parent of the next span), never zero.
+    pub parent_id: u64,
+    /// The known flag bits (`sampled`, `random`); unknown bits are cleared as the spec says.
+    pub flags: u8,
+}
+
+/// Why a `traceparent` value was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TraceparentError {
+    /// More than one `traceparent` value (several header lines or a comma list).
+    #[error("more than one traceparent value")]
+    Duplicate,
+    /// Shorter than the 55 characters every version needs.
+    #[error("traceparent is {0} bytes; at least 55 are needed")]
+    TooShort(usize),
+    /// The version is not two lowercase hex digits, or is the forbidden `ff`.
+    #[error("invalid traceparent version")]
+    InvalidVersion,
+    /// A `-` separator is missing or misplaced.
+    #[error("traceparent fields are not separated by '-' at the expected places")]
+    Separator,
+    /// The trace id is not 32 lowercase hex digits.
+    #[error("traceparent trace-id is not 32 lowercase hex digits")]
+    InvalidTraceId,
+    /// The trace id is all zeros.
+    #[error("traceparent trace-id is all zeros")]
+    ZeroTraceId,
+    /// The parent id is not 16 lowercase hex digits.
+    #[error("traceparent parent-id is not 16 lowercase hex digits")]
+    InvalidParentId,
+    /// The parent id is all zeros.
+    #[error("traceparent parent-id is all zeros")]
+    ZeroParentId,
+    /// The flags are not two lowercase hex digits.
+    #[error("traceparent flags are not two lowercase hex digits")]
+    InvalidFlags,
+    /// Version 00 with anything after the flags, or a future version whose flags are not
+    /// followed by the end or `-`.
+    #[error("unexpected data after the traceparent flags")]
+    TrailingData,
+}
+
+/// Why a `tracestate` was discarded (the trace itself is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TracestateError {
+    /// More than 32 list members.
+    #[error("tracestate has more than 32 members")]
+    TooManyMembers,
+    /// A member has no `=`.
+    #[error("tracestate member without '='")]
+    MissingEquals,
+    /// A key breaks the key grammar.
+    #[error("invalid tracestate key")]
+    InvalidKey,
+    /// A value breaks the value grammar.
+    #[error("invalid tracestate value")]
+    InvalidValue,
+    /// The same key appears twice.
+    #[error("duplicate tracestate key")]
+    DuplicateKey,
+}
+
+#[inline]
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// Parses one `traceparent` value.
+///
+/// ```
+/// use meshtrace::propagation::traceparent::{parse_traceparent, TraceparentError};
+/// let tp = parse_traceparent(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
+/// assert_eq!(tp.parent_id, 0xb7ad6b7169203331);
+/// assert_eq!(
+///     parse_traceparent(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x"),
+///     Err(TraceparentError::TrailingData)
+/// );
+/// ```
+pub fn parse_traceparent(value: &[u8]) -> Result<Traceparent, TraceparentError> {
+    let v = trim_ows(value);
+    if v.len() < V00_LEN {
+        return Err(TraceparentError::TooShort(v.len()));
+    }
+    let version = hex::decode_u8(&v[0..2]).ok_or(TraceparentError::InvalidVersion)?;
+    if version == 0xff {
+        return Err(TraceparentError::InvalidVersion);
+    }
+    if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return Err(TraceparentError::Separator);
+    }
+    let trace_id = hex::decode_u128(&v[3..35]).ok_or(TraceparentError::InvalidTraceId)?;
+    let parent_id = hex::decode_u64(&v[36..52]).ok_or(TraceparentError::InvalidParentId)?;
+    let flags = hex::decode_u8(&v[53..55]).ok_or(TraceparentError::InvalidFlags)?;
+    if v.len() > V00_LEN && (version == 0 || v[V00_LEN] != b'-') {
+        return Err(TraceparentError::TrailingData);
+    }
+    if trace_id == 0 {
+        return Err(TraceparentError::ZeroTraceId);
+    }
+    if parent_id == 0 {
+        return Err(TraceparentError::ZeroParentId);
+    }
+    Ok(Traceparent {
+        version,
+        trace_id,
+        parent_id,
+        flags: flags & KNOWN_FLAGS,
+    })
+}
+
+/// Writes a version-00 `traceparent`.
+#[inline]
+pub(crate) fn write_traceparent(trace_id: u128, span_id: u64, flags: u8) -> [u8; V00_LEN] {
+    let mut out = [b'-'; V00_LEN];
+    out[0] = b'0';
+    out[1] = b'0';
+    hex::encode_into(trace_id, &mut out[3..35]);
+    hex::encode_into(u128::from(span_id), &mut out[36..52]);
+    hex::encode_into(u128::from(flags & KNOWN_FLAGS), &mut out[53..55]);
+    out
+}
+
+#[inline]
+fn valid_key(key: &[u8]) -> bool {
+    match key.split_first() {
+        Some((first, rest)) => {
+            (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && rest.len() <= 255
+                && rest.iter().all(|&b| {
+                    b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || matches!(b, b'_' | b'-' | b'*' | b'/' | b'@')
+                })
+        }
+        None => false,
+    }
+}
+
+#[inline]
+fn valid_value(value: &[u8]) -> bool {
+    // Level 2: value = 0*255(chr) nblk-chr, so 1..=256 printable characters, not ending in a space.
+    !value.is_empty()
+        && value.len() <= 256
+        && value.last() != Some(&b' ')
+        && value
+            .iter()
+            .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
+}
+
+/// Calls `f(key, value)` for every member of the combined lines after validating all of
+/// them; nothing is reported unless the whole list is valid.
+fn members<'a>(
+    lines: &[&'a [u8]],
+    mut f: impl FnMut(&'a str, &'a str),
+) -> Result<usize, TracestateError> {
+    let mut seen: [(&[u8], &[u8]); MAX_TRACESTATE_MEMBERS] = [(&[], &[]); MAX_TRACESTATE_MEMBERS];
+    let mut n = 0;
+    for line in lines {
+        for raw in line.split(|&b| b == b',') {
+            let member = trim_ows(raw);
+            if member.is_empty() {
+                continue;
+            }
+            if n == MAX_TRACESTATE_MEMBERS {
+                return Err(TracestateError::TooManyMembers);
+            }
+            let eq = member
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or(TracestateError::MissingEquals)?;
+            let (key, value) = (&member[..eq], &member[eq + 1..]);
+            if !valid_key(key) {
+                return Err(TracestateError::InvalidKey);
+            }
+            if !valid_value(value) {
+                return Err(TracestateError::InvalidValue);
+            }
+            if seen[..n].iter().any(|(k, _)| *k == key) {
+                return Err(TracestateError::DuplicateKey);
+            }
+            seen[n] = (key, value);
+            n += 1;
+        }
+    }
+    for (key, value) in &seen[..n] {
+        // Both were checked to be printable ASCII above.
+        if let (Ok(k), Ok(v)) = (std::str::from_utf8(key), std::str::from_utf8(value)) {
+            f(k, v);
+        }
+    }
+    Ok(n)
+}
+
+/// Parses the `tracestate` header lines, combined in order.
+///
+/// An empty result (no lines, or only empty members) is `TraceState::NONE`.
+///
+/// ```
+/// use meshtrace::propagation::traceparent::parse_tracestate;
+/// let ts = parse_tracestate(&[b"congo=t61rcWkgMzE".as_slice(), b" rojo=00f067aa0ba902b7 ".as_slice()]).unwrap();
+/// assert_eq!(ts.header(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+/// ```
+pub fn parse_tracestate(lines: &[&[u8]]) -> Result<TraceState, TracestateError> {
+    let mut pairs: [(&str, &str); MAX_TRACESTATE_MEMBERS] = [("", ""); MAX_TRACESTATE_MEMBERS];
+    let mut n = 0;
+    members(lines, |k, v| {
+        pairs[n] = (k, v);
+        n += 1;
+    })?;
+    if n == 0 {
+        return Ok(TraceState::NONE);
+    }
+    // opentelemetry's own check is narrower on keys (one `@`, at most 13 characters of
+    // vendor after it); a key it refuses discards the list like any other invalid key.
+    TraceState::from_key_value(pairs[..n].iter().copied()).map_err(|_| TracestateError::InvalidKey)
+}
+
+/// Is this serialized trace state safe and valid to send as one header line?
+pub(crate) fn tracestate_is_valid(header: &str) -> bool {
+    members(&[header.as_bytes()], |_, _| {}).is_ok()
+}
