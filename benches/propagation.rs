@@ -1,1 +1,157 @@
-fn main() {}
+//! Extract and inject of one realistic Istio request, meshtrace against the propagators
+//! users combine today (opentelemetry_sdk's TraceContext + Baggage and
+//! opentelemetry-propagator-b3 single+multi in a `TextMapCompositePropagator`), in one run.
+//!
+//! After the criterion report it prints a table of medians and ratios (baseline / ours).
+
+use criterion::{criterion_group, BatchSize, Criterion};
+use http::HeaderMap;
+use meshtrace::MeshPropagator;
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::Context;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3Propagator};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use std::hint::black_box;
+use std::path::PathBuf;
+
+/// One request as an Istio sidecar delivers it to the application.
+fn istio_request() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "reviews.default.svc.cluster.local:9080"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "6f3a2c1e-9b8d-4e7f-a1c2-3d4e5f6a7b8c"),
+        ("x-envoy-attempt-count", "1"),
+        ("x-envoy-expected-rq-timeout-ms", "15000"),
+        ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("x-b3-spanid", "00f067aa0ba902b7"),
+        ("x-b3-parentspanid", "a3ce929d0e0e4736"),
+        ("x-b3-sampled", "1"),
+        ("x-b3-flags", "0"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+        (
+            "baggage",
+            "userId=alice,serverNode=DF%2028,isProduction=false",
+        ),
+        (
+            "x-ot-span-context",
+            "4bf92f3577b34da6;00f067aa0ba902b7;a3ce929d0e0e4736;cs",
+        ),
+    ] {
+        h.append(k, v.parse().unwrap());
+    }
+    h
+}
+
+fn baseline() -> TextMapCompositePropagator {
+    TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+        Box::new(B3Propagator::with_encoding(
+            B3Encoding::SingleAndMultiHeader,
+        )),
+    ])
+}
+
+fn bench(c: &mut Criterion) {
+    let headers = istio_request();
+    let base = baseline();
+    let mesh = MeshPropagator::istio();
+    let empty = Context::new();
+
+    let mut g = c.benchmark_group("extract");
+    g.bench_function("baseline", |b| {
+        b.iter(|| base.extract_with_context(&empty, &HeaderExtractor(black_box(&headers))))
+    });
+    g.bench_function("meshtrace_headermap", |b| {
+        b.iter(|| mesh.extract_from_headers_with_context(&empty, black_box(&headers)))
+    });
+    g.bench_function("meshtrace_textmap", |b| {
+        b.iter(|| mesh.extract_with_context(&empty, &HeaderExtractor(black_box(&headers))))
+    });
+    g.finish();
+
+    let base_cx = base.extract_with_context(&empty, &HeaderExtractor(&headers));
+    let mesh_cx = mesh.extract_from_headers_with_context(&empty, &headers);
+    let mut g = c.benchmark_group("inject");
+    g.bench_function("baseline", |b| {
+        b.iter_batched_ref(
+            || HeaderMap::with_capacity(32),
+            |out| base.inject_context(black_box(&base_cx), &mut HeaderInjector(out)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("meshtrace_headermap", |b| {
+        b.iter_batched_ref(
+            || HeaderMap::with_capacity(32),
+            |out| mesh.inject_into_headers(black_box(&mesh_cx), out),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("meshtrace_textmap", |b| {
+        b.iter_batched_ref(
+            || HeaderMap::with_capacity(32),
+            |out| mesh.inject_context(black_box(&mesh_cx), &mut HeaderInjector(out)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+/// Criterion's median estimate for one benchmark of this run, in nanoseconds.
+fn median_ns(group: &str, name: &str) -> Option<f64> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = dir
+        .join("criterion")
+        .join(group)
+        .join(name)
+        .join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+fn report() {
+    println!(
+        "\n| operation | baseline | meshtrace HeaderMap | ratio | meshtrace TextMap | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for group in ["extract", "inject"] {
+        let (Some(b), Some(h), Some(t)) = (
+            median_ns(group, "baseline"),
+            median_ns(group, "meshtrace_headermap"),
+            median_ns(group, "meshtrace_textmap"),
+        ) else {
+            println!("| {group} | (not measured in this run) |||||");
+            continue;
+        };
+        println!(
+            "| {group} | {:.0} ns | {:.0} ns | {:.1}x | {:.0} ns | {:.1}x |",
+            b,
+            h,
+            b / h,
+            t,
+            b / t
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    report();
+}

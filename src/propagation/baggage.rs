@@ -160,8 +160,8 @@ pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
                 continue;
             };
             let cost = trimmed.len() + usize::from(bytes > 0);
-            let is_new = baggage.get(member.key).is_none();
-            if bytes + cost > MAX_BYTES || (is_new && baggage.len() == MAX_MEMBERS) {
+            let full = baggage.len() == MAX_MEMBERS && baggage.get(member.key).is_none();
+            if bytes + cost > MAX_BYTES || full {
                 dropped += 1;
                 continue;
             }
@@ -176,15 +176,13 @@ pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
     (baggage, dropped)
 }
 
-fn percent_encode_into(value: &str, out: &mut String) {
+fn percent_encode_into(value: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in value.as_bytes() {
         if is_baggage_octet(b) && b != b'%' {
-            out.push(b as char);
+            out.push(b);
         } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0xf)] as char);
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         }
     }
 }
@@ -193,11 +191,26 @@ fn percent_encode_into(value: &str, out: &mut String) {
 /// parsing the result gives the same baggage back. Members that would pass the limits,
 /// keys that are not tokens and properties that are not well-formed are left out; the
 /// result never holds a control character. `None` when nothing is left to send.
+///
+/// ```
+/// use meshtrace::propagation::baggage::{encode_baggage, parse_baggage};
+/// use opentelemetry::baggage::Baggage;
+/// let mut b = Baggage::new();
+/// b.insert("user", "José, 100%");
+/// let header = encode_baggage(&b).unwrap();
+/// assert_eq!(header, "user=Jos%C3%A9%2C%20100%25");
+/// assert_eq!(parse_baggage(&[header.as_bytes()]).0.get("user").unwrap().as_str(), "José, 100%");
+/// ```
 pub fn encode_baggage(baggage: &Baggage) -> Option<String> {
-    if baggage.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(64);
+    let mut out = Vec::new();
+    encode_baggage_into(baggage, &mut out);
+    // Only ASCII is ever written.
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
+}
+
+/// [`encode_baggage`] appending to a buffer; writes nothing when nothing is left to send.
+pub(crate) fn encode_baggage_into(baggage: &Baggage, out: &mut Vec<u8>) {
+    let base = out.len();
     let mut members = 0;
     for (key, (value, metadata)) in baggage {
         let key = key.as_str();
@@ -205,22 +218,21 @@ pub fn encode_baggage(baggage: &Baggage) -> Option<String> {
             continue;
         }
         let start = out.len();
-        if start > 0 {
-            out.push(',');
+        if start > base {
+            out.push(b',');
         }
-        out.push_str(key);
-        out.push('=');
-        percent_encode_into(value.as_str(), &mut out);
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'=');
+        percent_encode_into(value.as_str(), out);
         let props = metadata.as_str();
         if !props.is_empty() && valid_properties(props) {
-            out.push(';');
-            out.push_str(props);
+            out.push(b';');
+            out.extend_from_slice(props.as_bytes());
         }
-        if out.len() > MAX_BYTES {
+        if out.len() - base > MAX_BYTES {
             out.truncate(start);
             continue;
         }
         members += 1;
     }
-    (!out.is_empty()).then_some(out)
 }

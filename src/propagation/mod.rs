@@ -14,7 +14,9 @@ pub mod passthrough;
 pub mod traceparent;
 
 use self::b3::{B3Context, B3Error, MultiHeaders, SamplingState, B3};
-use self::passthrough::{PassThrough, X_OT_SPAN_CONTEXT, X_REQUEST_ID};
+// Values with bytes `HeaderValue::to_str` refuses are skipped on both paths, so the
+// `HeaderMap` path and the `Extractor` path see the same input.
+use self::passthrough::{is_text, PassThrough, X_OT_SPAN_CONTEXT, X_REQUEST_ID};
 use self::traceparent::{TraceparentError, TracestateError, FLAG_RANDOM, FLAG_SAMPLED};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
@@ -306,6 +308,9 @@ struct Config {
     max_pass_through_len: usize,
     random_trace_ids: bool,
     fields: Vec<String>,
+    /// First bytes of every header name extraction looks at: most headers of a request
+    /// (`host`, `accept`, `user-agent`, ...) are passed over on this one lookup.
+    first_bytes: [bool; 256],
 }
 
 /// The composite mesh propagator. Cheap to clone.
@@ -490,8 +495,17 @@ impl MeshPropagatorBuilder {
                 Format::PassThrough => fields.extend(names.iter().map(|n| n.as_str().to_owned())),
             }
         }
+        let mut first_bytes = [false; 256];
+        for name in RESERVED
+            .iter()
+            .copied()
+            .chain(names.iter().map(HeaderName::as_str))
+        {
+            first_bytes[usize::from(name.as_bytes()[0])] = true;
+        }
         Ok(MeshPropagator {
             cfg: Arc::new(Config {
+                first_bytes,
                 extract: self.extract,
                 inject: self.inject,
                 priority: [priority[0], priority[1], priority[2]],
@@ -607,13 +621,6 @@ const H_B3_SPANID: HeaderName = HeaderName::from_static(b3::X_B3_SPANID);
 const H_B3_SAMPLED: HeaderName = HeaderName::from_static(b3::X_B3_SAMPLED);
 const H_B3_FLAGS: HeaderName = HeaderName::from_static(b3::X_B3_FLAGS);
 
-/// Bytes `HeaderValue::to_str` accepts. Values with other bytes are skipped on both paths,
-/// so the `HeaderMap` path and the `Extractor` path see the same input.
-#[inline]
-fn is_text(v: &[u8]) -> bool {
-    v.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
-}
-
 impl MeshPropagator {
     /// The preset for Istio / Envoy meshes: extracts traceparent/tracestate, baggage, B3
     /// single, B3 multi and the pass-through headers; injects traceparent/tracestate,
@@ -681,34 +688,49 @@ impl MeshPropagator {
         let ex = cfg.extract;
         let mut raw = Raw::default();
         for (name, value) in headers {
+            let name_str = name.as_str();
+            if !cfg.first_bytes[usize::from(name_str.as_bytes()[0])] {
+                continue;
+            }
             let v = value.as_bytes();
-            if *name == H_TRACEPARENT {
-                if ex.contains(Format::TraceContext) && is_text(v) {
-                    raw.traceparent.push(v);
+            match name_str {
+                traceparent::TRACEPARENT => {
+                    if ex.contains(Format::TraceContext) && is_text(v) {
+                        raw.traceparent.push(v);
+                    }
                 }
-            } else if *name == H_TRACESTATE {
-                if ex.contains(Format::TraceContext) && is_text(v) {
-                    raw.tracestate.push(v);
+                traceparent::TRACESTATE => {
+                    if ex.contains(Format::TraceContext) && is_text(v) {
+                        raw.tracestate.push(v);
+                    }
                 }
-            } else if *name == H_BAGGAGE {
-                if ex.contains(Format::Baggage) && is_text(v) {
-                    raw.baggage.push(v);
+                baggage::BAGGAGE => {
+                    if ex.contains(Format::Baggage) && is_text(v) {
+                        raw.baggage.push(v);
+                    }
                 }
-            } else if *name == H_B3 {
                 // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
-                if ex.contains(Format::B3Single) && raw.b3.is_none() {
-                    raw.b3 = Some(v);
-                }
-            } else if let Some(slot) = multi_slot(&mut raw.multi, name) {
-                if ex.contains(Format::B3Multi) && slot.is_none() {
-                    *slot = Some(v);
-                }
-            } else if ex.contains(Format::PassThrough) && cfg.pass_through.contains(name) {
-                if !raw
-                    .pass_through
-                    .push(name.clone(), value.clone(), cfg.max_pass_through_len)
-                {
-                    raw.dropped.push(name.clone());
+                b3::B3 => first(&mut raw.b3, v, ex.contains(Format::B3Single)),
+                b3::X_B3_TRACEID => first(&mut raw.multi.trace_id, v, ex.contains(Format::B3Multi)),
+                b3::X_B3_SPANID => first(&mut raw.multi.span_id, v, ex.contains(Format::B3Multi)),
+                b3::X_B3_PARENTSPANID => first(
+                    &mut raw.multi.parent_span_id,
+                    v,
+                    ex.contains(Format::B3Multi),
+                ),
+                b3::X_B3_SAMPLED => first(&mut raw.multi.sampled, v, ex.contains(Format::B3Multi)),
+                b3::X_B3_FLAGS => first(&mut raw.multi.flags, v, ex.contains(Format::B3Multi)),
+                _ => {
+                    if ex.contains(Format::PassThrough)
+                        && cfg.pass_through.contains(name)
+                        && !raw.pass_through.push(
+                            name.clone(),
+                            value.clone(),
+                            cfg.max_pass_through_len,
+                        )
+                    {
+                        raw.dropped.push(name.clone());
+                    }
                 }
             }
         }
@@ -728,7 +750,7 @@ impl MeshPropagator {
 
     /// Injects the span context, baggage and pass-through values of `cx` into a `HeaderMap`.
     pub fn inject_into_headers(&self, cx: &Context, headers: &mut HeaderMap) {
-        self.inject_impl(cx, &mut HeaderMapOut(headers));
+        self.inject_impl(cx, &mut HeaderMapOut::new(headers));
     }
 
     fn extract_generic(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
@@ -862,59 +884,72 @@ impl MeshPropagator {
             Format::B3Single => 1,
             _ => 2,
         };
-        let ordered = cfg.priority.map(|f| cands[slot(f)].as_ref());
-        let mut winner = ordered.iter().flatten().next().copied();
+        let order = cfg.priority.map(slot);
+        let mut winner = order.into_iter().find(|&i| cands[i].is_some());
 
         // Same trace, different span: a sidecar rewrote one format. If B3 names the
         // traceparent's span as its parent, B3 is the newer hop.
-        if let (Some(w), Some(tc)) = (winner, cands[0].as_ref()) {
-            if w.format == Format::TraceContext {
-                winner = ordered.iter().flatten().copied().find(|c| {
+        if let (Some(0), Some(tc)) = (winner, &cands[0]) {
+            if let Some(newer) = order.into_iter().find(|&i| {
+                cands[i].as_ref().is_some_and(|c| {
                     c.format != Format::TraceContext
                         && c.trace_id == tc.trace_id
                         && c.span_id != tc.span_id
                         && c.b3_parent == Some(tc.span_id)
-                });
-                winner = winner.or(Some(w));
+                })
+            }) {
+                winner = Some(newer);
             }
         }
 
         let mut out = cx.clone();
         match winner {
-            Some(w) => {
-                let agreeing = || {
-                    ordered
-                        .iter()
-                        .flatten()
-                        .filter(|c| c.trace_id == w.trace_id && c.span_id == w.span_id)
-                };
-                let mut sampling = w.sampling;
-                if sampling == SamplingState::Deferred {
-                    sampling = agreeing()
-                        .map(|c| c.sampling)
-                        .find(|s| *s != SamplingState::Deferred)
-                        .or(sampling_only)
-                        .unwrap_or(SamplingState::Deferred);
+            Some(wi) => {
+                let (trace_id, span_id) = cands[wi]
+                    .as_ref()
+                    .map_or((0, 0), |w| (w.trace_id, w.span_id));
+                let mut agreed = None;
+                let (mut debug, mut narrow, mut random) = (false, false, false);
+                let mut trace_state = TraceState::NONE;
+                // Agreeing formats (same ids) lend their decision to a deferred winner and
+                // their debug flag to any winner; the same trace keeps B3's 64-bit width
+                // and W3C's random flag and tracestate.
+                for i in order {
+                    let Some(c) = cands[i].as_mut() else { continue };
+                    if c.trace_id != trace_id {
+                        continue;
+                    }
+                    narrow |= c.narrow;
+                    if c.format == Format::TraceContext {
+                        random = c.random;
+                        trace_state = if c.span_id == span_id {
+                            std::mem::take(&mut c.trace_state)
+                        } else {
+                            c.trace_state.clone()
+                        };
+                    }
+                    if c.span_id == span_id {
+                        debug |= c.sampling == SamplingState::Debug;
+                        if agreed.is_none() && c.sampling != SamplingState::Deferred {
+                            agreed = Some(c.sampling);
+                        }
+                    }
                 }
-                if agreeing().any(|c| c.sampling == SamplingState::Debug) {
+                let own = cands[wi]
+                    .as_ref()
+                    .map_or(SamplingState::Deferred, |w| w.sampling);
+                let mut sampling = match own {
+                    SamplingState::Deferred => agreed.or(sampling_only).unwrap_or(own),
+                    decided => decided,
+                };
+                if debug {
                     sampling = SamplingState::Debug;
                 }
-                let same_trace = || {
-                    ordered
-                        .iter()
-                        .flatten()
-                        .filter(|c| c.trace_id == w.trace_id)
-                };
-                let narrow = same_trace().any(|c| c.narrow);
-                let (random, trace_state) =
-                    match same_trace().find(|c| c.format == Format::TraceContext) {
-                        Some(tc) => (tc.random, tc.trace_state.clone()),
-                        None => (false, TraceState::NONE),
-                    };
-                mesh.losing = ordered
-                    .iter()
-                    .flatten()
-                    .filter(|c| c.trace_id != w.trace_id || c.span_id != w.span_id)
+                let w = cands[wi].take().expect("winner slot is filled");
+                mesh.losing = order
+                    .into_iter()
+                    .filter_map(|i| cands[i].take())
+                    .filter(|c| c.trace_id != trace_id || c.span_id != span_id)
                     .map(|c| LosingContext {
                         format: c.format,
                         span_context: c.span_context(c.sampling, c.random, c.trace_state.clone()),
@@ -922,8 +957,8 @@ impl MeshPropagator {
                     .collect();
                 mesh.remote = Some(RemoteParent {
                     format: w.format,
-                    trace_id: TraceId::from(w.trace_id),
-                    span_id: SpanId::from(w.span_id),
+                    trace_id: TraceId::from(trace_id),
+                    span_id: SpanId::from(span_id),
                     sampling,
                     b3_trace_id_64bit: narrow,
                 });
@@ -983,43 +1018,41 @@ impl MeshPropagator {
                     // This process started the trace, with a random id.
                     flags |= FLAG_RANDOM;
                 }
-                out.set(
-                    &H_TRACEPARENT,
-                    &traceparent::write_traceparent(trace_id, span_id, flags),
-                );
-                let ts = sc.trace_state();
-                if *ts != TraceState::NONE {
-                    let header = ts.header();
-                    if !header.is_empty() && traceparent::tracestate_is_valid(&header) {
-                        out.set(&H_TRACESTATE, header.as_bytes());
-                    }
-                }
+                out.put(&H_TRACEPARENT, |buf| {
+                    buf.extend_from_slice(&traceparent::write_traceparent(trace_id, span_id, flags))
+                });
+                out.put(&H_TRACESTATE, |buf| {
+                    traceparent::write_tracestate(sc.trace_state(), buf)
+                });
             }
             if inj.contains(Format::B3Single) {
-                let mut buf = [0u8; b3::SINGLE_MAX];
-                let n = b3::write_single(trace_id, narrow, span_id, sampling, &mut buf);
-                out.set(&H_B3, &buf[..n]);
+                out.put(&H_B3, |buf| {
+                    let mut single = [0u8; b3::SINGLE_MAX];
+                    let n = b3::write_single(trace_id, narrow, span_id, sampling, &mut single);
+                    buf.extend_from_slice(&single[..n]);
+                });
             }
             if inj.contains(Format::B3Multi) {
-                let mut buf = [0u8; 32];
-                out.set(
-                    &H_B3_TRACEID,
-                    b3::write_trace_id(trace_id, narrow, &mut buf),
-                );
-                let mut sbuf = [0u8; 16];
-                hex::encode_into(u128::from(span_id), &mut sbuf);
-                out.set(&H_B3_SPANID, &sbuf);
+                out.put(&H_B3_TRACEID, |buf| {
+                    buf.extend_from_slice(b3::write_trace_id(trace_id, narrow, &mut [0u8; 32]))
+                });
+                out.put(&H_B3_SPANID, |buf| {
+                    let mut id = [0u8; 16];
+                    hex::encode_into(u128::from(span_id), &mut id);
+                    buf.extend_from_slice(&id);
+                });
                 match sampling {
-                    SamplingState::Accept => out.set(&H_B3_SAMPLED, b"1"),
-                    SamplingState::Deny => out.set(&H_B3_SAMPLED, b"0"),
-                    SamplingState::Debug => out.set(&H_B3_FLAGS, b"1"),
+                    SamplingState::Accept => out.put_static(&H_B3_SAMPLED, "1"),
+                    SamplingState::Deny => out.put_static(&H_B3_SAMPLED, "0"),
+                    SamplingState::Debug => out.put_static(&H_B3_FLAGS, "1"),
                     SamplingState::Deferred => {}
                 }
             }
         }
         if inj.contains(Format::Baggage) {
-            if let Some(header) = baggage::encode_baggage(cx.baggage()) {
-                out.set(&H_BAGGAGE, header.as_bytes());
+            let baggage = cx.baggage();
+            if !baggage.is_empty() {
+                out.put(&H_BAGGAGE, |buf| baggage::encode_baggage_into(baggage, buf));
             }
         }
         if inj.contains(Format::PassThrough) {
@@ -1027,24 +1060,14 @@ impl MeshPropagator {
                 out.pass_through(&m.pass_through, &cfg.pass_through);
             }
         }
+        out.finish();
     }
 }
 
-fn multi_slot<'m, 'a>(
-    m: &'m mut MultiHeaders<'a>,
-    name: &HeaderName,
-) -> Option<&'m mut Option<&'a [u8]>> {
-    let s = name.as_str();
-    if !s.starts_with("x-b3-") {
-        return None;
-    }
-    match &s[5..] {
-        "traceid" => Some(&mut m.trace_id),
-        "spanid" => Some(&mut m.span_id),
-        "parentspanid" => Some(&mut m.parent_span_id),
-        "sampled" => Some(&mut m.sampled),
-        "flags" => Some(&mut m.flags),
-        _ => None,
+#[inline]
+fn first<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8], enabled: bool) {
+    if enabled && slot.is_none() {
+        *slot = Some(v);
     }
 }
 
@@ -1057,33 +1080,81 @@ fn warn(warning: &env::PropagatorsError) {
 
 /// Where inject writes: a `HeaderMap` or any `Injector`.
 trait Out {
-    fn set(&mut self, name: &HeaderName, value: &[u8]);
+    /// Adds the value `write` appends to the buffer; nothing if it appends nothing.
+    fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>));
+    fn put_static(&mut self, name: &HeaderName, value: &'static str);
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]);
+    fn finish(&mut self) {}
 }
 
-struct HeaderMapOut<'a>(&'a mut HeaderMap);
+/// Most generated values one inject writes (traceparent, tracestate, b3, x-b3-traceid,
+/// x-b3-spanid, baggage).
+const MAX_GENERATED: usize = 6;
+
+/// Writes every generated value into one buffer, then hands each header a slice of it,
+/// so an inject costs one allocation for all its values instead of one per header.
+struct HeaderMapOut<'a> {
+    map: &'a mut HeaderMap,
+    buf: Vec<u8>,
+    pending: [(Option<HeaderName>, usize, usize); MAX_GENERATED],
+    n: usize,
+}
+
+impl<'a> HeaderMapOut<'a> {
+    fn new(map: &'a mut HeaderMap) -> Self {
+        HeaderMapOut {
+            map,
+            buf: Vec::new(),
+            pending: Default::default(),
+            n: 0,
+        }
+    }
+}
 
 impl Out for HeaderMapOut<'_> {
     #[inline]
-    fn set(&mut self, name: &HeaderName, value: &[u8]) {
-        if let Ok(v) = HeaderValue::from_bytes(value) {
-            self.0.insert(name.clone(), v);
+    fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(256);
+        }
+        let start = self.buf.len();
+        write(&mut self.buf);
+        if self.buf.len() > start && self.n < MAX_GENERATED {
+            self.pending[self.n] = (Some(name.clone()), start, self.buf.len());
+            self.n += 1;
         }
     }
 
+    fn put_static(&mut self, name: &HeaderName, value: &'static str) {
+        self.map
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
+
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
-        let entries: Vec<_> = values.iter().collect();
-        for (i, (name, value)) in entries.iter().enumerate() {
+        for (i, (name, value)) in values.iter().enumerate() {
             if !allowed.contains(name) {
                 continue;
             }
             // The first value replaces what the map holds; later lines are appended.
-            if entries[..i].iter().any(|(n, _)| n == name) {
-                self.0.append((*name).clone(), (*value).clone());
+            if values.iter().take(i).any(|(n, _)| n == name) {
+                self.map.append(name.clone(), value.clone());
             } else {
-                self.0.insert((*name).clone(), (*value).clone());
+                self.map.insert(name.clone(), value.clone());
             }
         }
+    }
+
+    fn finish(&mut self) {
+        let bytes = bytes::Bytes::from(std::mem::take(&mut self.buf));
+        for (name, start, end) in &mut self.pending[..self.n] {
+            if let (Some(name), Ok(value)) = (
+                name.take(),
+                HeaderValue::from_maybe_shared(bytes.slice(*start..*end)),
+            ) {
+                self.map.insert(name, value);
+            }
+        }
+        self.n = 0;
     }
 }
 
@@ -1091,10 +1162,16 @@ struct InjectorOut<'a>(&'a mut dyn Injector);
 
 impl Out for InjectorOut<'_> {
     #[inline]
-    fn set(&mut self, name: &HeaderName, value: &[u8]) {
-        if let Ok(v) = std::str::from_utf8(value) {
-            self.0.set(name.as_str(), v.to_owned());
+    fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut value = Vec::new();
+        write(&mut value);
+        if let (false, Ok(v)) = (value.is_empty(), String::from_utf8(value)) {
+            self.0.set(name.as_str(), v);
         }
+    }
+
+    fn put_static(&mut self, name: &HeaderName, value: &'static str) {
+        self.0.set(name.as_str(), value.to_owned());
     }
 
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {

@@ -185,46 +185,53 @@ fn valid_value(value: &[u8]) -> bool {
             .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
 }
 
-/// Calls `f(key, value)` for every member of the combined lines after validating all of
-/// them; nothing is reported unless the whole list is valid.
-fn members<'a>(
-    lines: &[&'a [u8]],
-    mut f: impl FnMut(&'a str, &'a str),
-) -> Result<usize, TracestateError> {
-    let mut seen: [(&[u8], &[u8]); MAX_TRACESTATE_MEMBERS] = [(&[], &[]); MAX_TRACESTATE_MEMBERS];
-    let mut n = 0;
-    for line in lines {
-        for raw in line.split(|&b| b == b',') {
-            let member = trim_ows(raw);
-            if member.is_empty() {
-                continue;
-            }
-            if n == MAX_TRACESTATE_MEMBERS {
-                return Err(TracestateError::TooManyMembers);
-            }
-            let eq = member
-                .iter()
-                .position(|&b| b == b'=')
-                .ok_or(TracestateError::MissingEquals)?;
-            let (key, value) = (&member[..eq], &member[eq + 1..]);
-            if !valid_key(key) {
-                return Err(TracestateError::InvalidKey);
-            }
-            if !valid_value(value) {
-                return Err(TracestateError::InvalidValue);
-            }
-            if seen[..n].iter().any(|(k, _)| *k == key) {
-                return Err(TracestateError::DuplicateKey);
-            }
-            seen[n] = (key, value);
-            n += 1;
-        }
+/// Non-empty members of the combined lines, trimmed.
+fn raw_members<'a>(lines: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+    lines
+        .iter()
+        .flat_map(|line| line.split(|&b| b == b','))
+        .map(trim_ows)
+        .filter(|m| !m.is_empty())
+}
+
+/// Splits a member at its first `=`, checking key and value; both are printable ASCII after.
+#[inline]
+fn split_member(member: &[u8]) -> Result<(&str, &str), TracestateError> {
+    let eq = member
+        .iter()
+        .position(|&b| b == b'=')
+        .ok_or(TracestateError::MissingEquals)?;
+    let (key, value) = (&member[..eq], &member[eq + 1..]);
+    if !valid_key(key) {
+        return Err(TracestateError::InvalidKey);
     }
-    for (key, value) in &seen[..n] {
-        // Both were checked to be printable ASCII above.
-        if let (Ok(k), Ok(v)) = (std::str::from_utf8(key), std::str::from_utf8(value)) {
-            f(k, v);
+    if !valid_value(value) {
+        return Err(TracestateError::InvalidValue);
+    }
+    match (std::str::from_utf8(key), std::str::from_utf8(value)) {
+        (Ok(k), Ok(v)) => Ok((k, v)),
+        _ => Err(TracestateError::InvalidValue),
+    }
+}
+
+/// Validates every member of the combined lines; returns how many there are.
+fn validate(lines: &[&[u8]]) -> Result<usize, TracestateError> {
+    let members = raw_members(lines);
+    let mut n = 0;
+    for member in members.clone() {
+        if n == MAX_TRACESTATE_MEMBERS {
+            return Err(TracestateError::TooManyMembers);
         }
+        let (key, _) = split_member(member)?;
+        // At most 32 members, so comparing with the earlier keys stays cheap.
+        let earlier = members.clone().take(n);
+        if earlier
+            .filter_map(|m| split_member(m).ok())
+            .any(|(k, _)| k == key)
+        {
+            return Err(TracestateError::DuplicateKey);
+        }
+        n += 1;
     }
     Ok(n)
 }
@@ -239,21 +246,32 @@ fn members<'a>(
 /// assert_eq!(ts.header(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
 /// ```
 pub fn parse_tracestate(lines: &[&[u8]]) -> Result<TraceState, TracestateError> {
-    let mut pairs: [(&str, &str); MAX_TRACESTATE_MEMBERS] = [("", ""); MAX_TRACESTATE_MEMBERS];
-    let mut n = 0;
-    members(lines, |k, v| {
-        pairs[n] = (k, v);
-        n += 1;
-    })?;
-    if n == 0 {
+    if validate(lines)? == 0 {
         return Ok(TraceState::NONE);
     }
     // opentelemetry's own check is narrower on keys (one `@`, at most 13 characters of
     // vendor after it); a key it refuses discards the list like any other invalid key.
-    TraceState::from_key_value(pairs[..n].iter().copied()).map_err(|_| TracestateError::InvalidKey)
+    TraceState::from_key_value(raw_members(lines).filter_map(|m| split_member(m).ok()))
+        .map_err(|_| TracestateError::InvalidKey)
 }
 
-/// Is this serialized trace state safe and valid to send as one header line?
-pub(crate) fn tracestate_is_valid(header: &str) -> bool {
-    members(&[header.as_bytes()], |_, _| {}).is_ok()
+/// Writes a trace state as one header line, leaving it empty if any member is invalid
+/// (a `TraceState` built in code is checked less strictly than the W3C grammar).
+pub(crate) fn write_tracestate(ts: &TraceState, out: &mut Vec<u8>) {
+    let start = out.len();
+    for (i, (key, value)) in ts.into_iter().enumerate() {
+        if i == MAX_TRACESTATE_MEMBERS
+            || !valid_key(key.as_bytes())
+            || !valid_value(value.as_bytes())
+        {
+            out.truncate(start);
+            return;
+        }
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(value.as_bytes());
+    }
 }
