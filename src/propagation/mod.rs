@@ -14,9 +14,7 @@ pub mod passthrough;
 pub mod traceparent;
 
 use self::b3::{B3Context, B3Error, MultiHeaders, SamplingState, B3};
-// Values with bytes `HeaderValue::to_str` refuses are skipped on both paths, so the
-// `HeaderMap` path and the `Extractor` path see the same input.
-use self::passthrough::{is_text, PassThrough, X_OT_SPAN_CONTEXT, X_REQUEST_ID};
+use self::passthrough::{PassThrough, X_OT_SPAN_CONTEXT, X_REQUEST_ID};
 use self::traceparent::{TraceparentError, TracestateError, FLAG_RANDOM, FLAG_SAMPLED};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
@@ -695,17 +693,17 @@ impl MeshPropagator {
             let v = value.as_bytes();
             match name_str {
                 traceparent::TRACEPARENT => {
-                    if ex.contains(Format::TraceContext) && is_text(v) {
+                    if ex.contains(Format::TraceContext) {
                         raw.traceparent.push(v);
                     }
                 }
                 traceparent::TRACESTATE => {
-                    if ex.contains(Format::TraceContext) && is_text(v) {
+                    if ex.contains(Format::TraceContext) {
                         raw.tracestate.push(v);
                     }
                 }
                 baggage::BAGGAGE => {
-                    if ex.contains(Format::Baggage) && is_text(v) {
+                    if ex.contains(Format::Baggage) {
                         raw.baggage.push(v);
                     }
                 }
@@ -734,17 +732,6 @@ impl MeshPropagator {
                 }
             }
         }
-        let m = &mut raw.multi;
-        for slot in [
-            &mut raw.b3,
-            &mut m.trace_id,
-            &mut m.span_id,
-            &mut m.parent_span_id,
-            &mut m.sampled,
-            &mut m.flags,
-        ] {
-            *slot = slot.filter(|v| is_text(v));
-        }
         self.resolve(cx, raw)
     }
 
@@ -768,26 +755,15 @@ impl MeshPropagator {
             baggage_lines = extractor.get_all(baggage::BAGGAGE);
         }
         for v in traceparent.iter().flatten() {
-            if is_text(v.as_bytes()) {
-                raw.traceparent.push(v.as_bytes());
-            }
+            raw.traceparent.push(v.as_bytes());
         }
         for v in tracestate.iter().flatten() {
-            if is_text(v.as_bytes()) {
-                raw.tracestate.push(v.as_bytes());
-            }
+            raw.tracestate.push(v.as_bytes());
         }
         for v in baggage_lines.iter().flatten() {
-            if is_text(v.as_bytes()) {
-                raw.baggage.push(v.as_bytes());
-            }
+            raw.baggage.push(v.as_bytes());
         }
-        let text = |name: &str| {
-            extractor
-                .get(name)
-                .map(str::as_bytes)
-                .filter(|v| is_text(v))
-        };
+        let text = |name: &str| extractor.get(name).map(str::as_bytes);
         if ex.contains(Format::B3Single) {
             raw.b3 = text(b3::B3);
         }

@@ -1,0 +1,602 @@
+//! Table tests for W3C `traceparent` / `tracestate` (SPECS.md section 1).
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use meshtrace::propagation::traceparent::{
+    parse_traceparent, parse_tracestate, TraceparentError as E, TracestateError as TsE,
+};
+use meshtrace::{MeshContextExt, MeshPropagator};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+use std::collections::HashMap;
+
+const T: &str = "0af7651916cd43dd8448eb211c80319c";
+const P: &str = "b7ad6b7169203331";
+const TID: u128 = 0x0af7651916cd43dd8448eb211c80319c;
+const PID: u64 = 0xb7ad6b7169203331;
+
+/// `VV-<T>-<P>-FF` with the usual ids.
+macro_rules! tp {
+    ($v:literal, $f:literal) => {
+        concat!(
+            $v,
+            "-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-",
+            $f
+        )
+    };
+}
+
+fn header_map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn errors_of(cx: &Context) -> Vec<String> {
+    cx.mesh()
+        .map(|m| m.errors().iter().map(|e| format!("{e:?}")).collect())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// parse_traceparent
+// ---------------------------------------------------------------------------------------------
+
+type TpOk = (u8, u128, u64, u8);
+
+#[rustfmt::skip]
+const PARSE_TRACEPARENT: &[(&str, Result<TpOk, E>)] = &[
+    // version 00, exact length
+    (tp!("00", "01"),                                   Ok((0, TID, PID, 0x01))),
+    (tp!("00", "00"),                                   Ok((0, TID, PID, 0x00))),
+    // random bit (Level 2) kept, unknown bits cleared
+    (tp!("00", "02"),                                   Ok((0, TID, PID, 0x02))),
+    (tp!("00", "03"),                                   Ok((0, TID, PID, 0x03))),
+    (tp!("00", "ff"),                                   Ok((0, TID, PID, 0x03))),
+    (tp!("00", "09"),                                   Ok((0, TID, PID, 0x01))),
+    (tp!("00", "fc"),                                   Ok((0, TID, PID, 0x00))),
+    (tp!("00", "80"),                                   Ok((0, TID, PID, 0x00))),
+    // spaces and tabs around the whole value
+    (concat!(" ", tp!("00", "01")),                     Ok((0, TID, PID, 0x01))),
+    (concat!(tp!("00", "01"), "\t"),                    Ok((0, TID, PID, 0x01))),
+    (concat!(" \t ", tp!("00", "01"), " \t\t "),        Ok((0, TID, PID, 0x01))),
+    // future versions
+    (tp!("01", "01"),                                   Ok((1, TID, PID, 0x01))),
+    (tp!("cc", "01"),                                   Ok((0xcc, TID, PID, 0x01))),
+    (tp!("fe", "09"),                                   Ok((0xfe, TID, PID, 0x01))),
+    (tp!("01", "01-what-the-future-will-be-like"),      Ok((1, TID, PID, 0x01))),
+    (tp!("cc", "01-"),                                  Ok((0xcc, TID, PID, 0x01))),
+    (tp!("02", "ff-xyz"),                               Ok((2, TID, PID, 0x03))),
+    (concat!(" ", tp!("01", "00-x"), " "),              Ok((1, TID, PID, 0x00))),
+    // version ff is invalid
+    (tp!("ff", "01"),                                   Err(E::InvalidVersion)),
+    (tp!("ff", "01-extra"),                             Err(E::InvalidVersion)),
+    // bad version field
+    (tp!("0A", "01"),                                   Err(E::InvalidVersion)),
+    (tp!("zz", "01"),                                   Err(E::InvalidVersion)),
+    (tp!("+0", "01"),                                   Err(E::InvalidVersion)),
+    // version 00 with anything after the flags
+    (tp!("00", "01."),                                  Err(E::TrailingData)),
+    (tp!("00", "01-"),                                  Err(E::TrailingData)),
+    (tp!("00", "01-extra"),                             Err(E::TrailingData)),
+    (tp!("00", "010"),                                  Err(E::TrailingData)),
+    (tp!("00", "01 x"),                                 Err(E::TrailingData)),
+    (tp!("00", "01,00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), Err(E::TrailingData)),
+    // future version: flags followed by something other than end or '-'
+    (tp!("01", "01."),                                  Err(E::TrailingData)),
+    (tp!("01", "010"),                                  Err(E::TrailingData)),
+    // shorter than 55
+    ("",                                                Err(E::TooShort(0))),
+    ("   \t",                                           Err(E::TooShort(0))),
+    (tp!("00", "1"),                                    Err(E::TooShort(54))),
+    (tp!("01", "1"),                                    Err(E::TooShort(54))),
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01", Err(E::TooShort(54))),
+    ("0-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Err(E::TooShort(54))),
+    // uppercase / non-hex
+    ("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", Err(E::InvalidTraceId)),
+    ("00-0af7651916cd43dd8448eb211c80319C-b7ad6b7169203331-01", Err(E::InvalidTraceId)),
+    ("00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01", Err(E::InvalidTraceId)),
+    ("00-0af7651916cd43dd8448eb211c80319c-B7AD6B7169203331-01", Err(E::InvalidParentId)),
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333z-01", Err(E::InvalidParentId)),
+    (tp!("00", "0A"),                                   Err(E::InvalidFlags)),
+    (tp!("00", "g1"),                                   Err(E::InvalidFlags)),
+    // all-zero ids
+    ("00-00000000000000000000000000000000-b7ad6b7169203331-01", Err(E::ZeroTraceId)),
+    ("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", Err(E::ZeroParentId)),
+    ("00-00000000000000000000000000000000-0000000000000000-01", Err(E::ZeroTraceId)),
+    ("01-00000000000000000000000000000000-b7ad6b7169203331-01", Err(E::ZeroTraceId)),
+    // separators
+    ("00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Err(E::Separator)),
+    ("00-0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331-01", Err(E::Separator)),
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331_01", Err(E::Separator)),
+    ("00 -0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Err(E::Separator)),
+];
+
+/// Fails with every collected failure at once, so one run shows all failing vectors.
+fn report(table: &str, failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} failing vector(s) in {table}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn show(pairs: &[(&str, &[u8])]) -> String {
+    pairs
+        .iter()
+        .map(|(n, v)| format!("{n}: {:?}", String::from_utf8_lossy(v)))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[test]
+fn parse_traceparent_vectors() {
+    let mut failures = Vec::new();
+    for (i, (input, want)) in PARSE_TRACEPARENT.iter().enumerate() {
+        let got = parse_traceparent(input.as_bytes())
+            .map(|t| (t.version, t.trace_id, t.parent_id, t.flags));
+        if got != *want {
+            failures.push(format!("[{i}] {input:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    report("PARSE_TRACEPARENT", failures);
+}
+
+// ---------------------------------------------------------------------------------------------
+// parse_tracestate
+// ---------------------------------------------------------------------------------------------
+
+#[rustfmt::skip]
+const PARSE_TRACESTATE: &[(&[&str], Result<&str, TsE>)] = &[
+    (&[],                                           Ok("")),
+    (&[""],                                         Ok("")),
+    (&[" , ,\t,"],                                  Ok("")),
+    (&["congo=t61rcWkgMzE"],                        Ok("congo=t61rcWkgMzE")),
+    (&["congo=t61rcWkgMzE", "rojo=00f067aa0ba902b7"], Ok("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")),
+    (&["a=1", "", "b=2", "c=3"],                    Ok("a=1,b=2,c=3")),
+    (&[" a=1 ,\t b=2 \t"],                          Ok("a=1,b=2")),
+    (&["a=1,,,b=2"],                                Ok("a=1,b=2")),
+    (&[",a=1,"],                                    Ok("a=1")),
+    (&["a=b c"],                                    Ok("a=b c")),
+    (&["a= b"],                                     Ok("a= b")),
+    (&["1a=x"],                                     Ok("1a=x")),
+    (&["a*b/c-d_e=x"],                              Ok("a*b/c-d_e=x")),
+    (&["a@b=x"],                                    Ok("a@b=x")),
+    (&["t61rcwkgmze@congo=x"],                      Ok("t61rcwkgmze@congo=x")),
+    // Level 2 allows these keys, but opentelemetry's `TraceState` (the type a SpanContext
+    // must hold) still applies Level 1's multi-tenant rule (one `@`, vendor <= 13 chars), so
+    // the list cannot be carried and is discarded whole. README: "Where we differ".
+    (&["tenant@averyverylongvendorname=x"],         Err(TsE::InvalidKey)),
+    (&["a@b@c=x"],                                  Err(TsE::InvalidKey)),
+    (&["a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~"],       Ok("a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~")),
+    // invalid members discard the whole list
+    (&["a=1,b"],                                    Err(TsE::MissingEquals)),
+    (&["a=1", "b"],                                 Err(TsE::MissingEquals)),
+    (&["A=1"],                                      Err(TsE::InvalidKey)),
+    (&["a=1,Bb=2"],                                 Err(TsE::InvalidKey)),
+    (&["_a=1"],                                     Err(TsE::InvalidKey)),
+    (&["@a=1"],                                     Err(TsE::InvalidKey)),
+    (&["=1"],                                       Err(TsE::InvalidKey)),
+    (&["a b=1"],                                    Err(TsE::InvalidKey)),
+    (&["a.b=1"],                                    Err(TsE::InvalidKey)),
+    (&["a=b=c"],                                    Err(TsE::InvalidValue)),
+    (&["a=b\tc"],                                   Err(TsE::InvalidValue)),
+    // value is 0*255(chr) nblk-chr: at least one character (primary source, trace-context-2)
+    (&["a="],                                       Err(TsE::InvalidValue)),
+    (&["a=1,a=2"],                                  Err(TsE::DuplicateKey)),
+    (&["a=1", "a=2"],                               Err(TsE::DuplicateKey)),
+];
+
+#[test]
+fn parse_tracestate_vectors() {
+    let mut failures = Vec::new();
+    for (i, (lines, want)) in PARSE_TRACESTATE.iter().enumerate() {
+        let bytes: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        let got = parse_tracestate(&bytes).map(|ts| ts.header());
+        if got != want.map(String::from) {
+            failures.push(format!("[{i}] {lines:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    report("PARSE_TRACESTATE", failures);
+}
+
+/// Limits that need generated input: (members per line, expected ok).
+#[rustfmt::skip]
+const TRACESTATE_LIMITS: &[(&[usize], bool)] = &[
+    (&[32],         true),
+    (&[33],         false),
+    (&[16, 16],     true),
+    (&[17, 16],     false),
+    (&[1; 32],      true),
+    (&[1; 33],      false),
+];
+
+fn members(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|k| format!("k{k}=v{k}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn tracestate_member_limit_vectors() {
+    for (i, (per_line, ok)) in TRACESTATE_LIMITS.iter().enumerate() {
+        let mut start = 0;
+        let lines: Vec<String> = per_line
+            .iter()
+            .map(|n| {
+                let l = members(start, *n);
+                start += n;
+                l
+            })
+            .collect();
+        let bytes: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        let got = parse_tracestate(&bytes);
+        if *ok {
+            assert_eq!(
+                got.map(|t| t.header()),
+                Ok(members(0, start)),
+                "TRACESTATE_LIMITS[{i}]"
+            );
+        } else {
+            assert_eq!(got, Err(TsE::TooManyMembers), "TRACESTATE_LIMITS[{i}]");
+        }
+    }
+    // Empty members do not count towards the 32.
+    let line = format!("{},,, ,{}", members(0, 16), members(16, 16));
+    assert!(parse_tracestate(&[line.as_bytes()]).is_ok());
+    // Key of 1 + 255 characters, value of 256: the longest allowed.
+    let long_key = format!("a{}", "b".repeat(255));
+    let long_val = "v".repeat(256);
+    let ok = format!("{long_key}={long_val}");
+    assert_eq!(
+        parse_tracestate(&[ok.as_bytes()]).map(|t| t.header()),
+        Ok(ok.clone())
+    );
+    let key_too_long = format!("a{}=v", "b".repeat(256));
+    assert_eq!(
+        parse_tracestate(&[key_too_long.as_bytes()]),
+        Err(TsE::InvalidKey)
+    );
+    let val_too_long = format!("a={}", "v".repeat(257));
+    assert_eq!(
+        parse_tracestate(&[val_too_long.as_bytes()]),
+        Err(TsE::InvalidValue)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extraction through MeshPropagator
+// ---------------------------------------------------------------------------------------------
+
+/// (headers, expected remote (trace, span, flags), expected tracestate header, expected errors)
+type ExtractRow = (
+    &'static [(&'static str, &'static [u8])],
+    Option<(&'static str, &'static str, u8)>,
+    &'static str,
+    &'static [&'static str],
+);
+
+#[rustfmt::skip]
+const EXTRACT: &[ExtractRow] = &[
+    (&[("traceparent", tp!("00", "01").as_bytes())],
+        Some((T, P, 0x01)), "", &[]),
+    (&[("TraceParent", tp!("00", "01").as_bytes())],
+        Some((T, P, 0x01)), "", &[]),
+    (&[("traceparent", tp!("00", "00").as_bytes())],
+        Some((T, P, 0x00)), "", &[]),
+    (&[("traceparent", tp!("00", "02").as_bytes())],
+        Some((T, P, 0x02)), "", &[]),
+    (&[("traceparent", tp!("00", "ff").as_bytes())],
+        Some((T, P, 0x03)), "", &[]),
+    (&[("traceparent", tp!("cc", "01-future").as_bytes())],
+        Some((T, P, 0x01)), "", &[]),
+    (&[("traceparent", concat!("  ", tp!("00", "01"), "\t").as_bytes())],
+        Some((T, P, 0x01)), "", &[]),
+    // tracestate read when traceparent is valid
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"congo=t61rcWkgMzE")],
+        Some((T, P, 0x01)), "congo=t61rcWkgMzE", &[]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("TraceState", b"congo=t61rcWkgMzE")],
+        Some((T, P, 0x01)), "congo=t61rcWkgMzE", &[]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=1"), ("tracestate", b"b=2")],
+        Some((T, P, 0x01)), "a=1,b=2", &[]),
+    (&[("tracestate", b"a=1"), ("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b""), ("tracestate", b" , b=2,")],
+        Some((T, P, 0x01)), "a=1,b=2", &[]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"")],
+        Some((T, P, 0x01)), "", &[]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b" ,\t, ")],
+        Some((T, P, 0x01)), "", &[]),
+    // invalid tracestate: trace kept, tracestate discarded as a whole
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=1,b")],
+        Some((T, P, 0x01)), "", &["Tracestate(MissingEquals)"]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=1"), ("tracestate", b"B=2")],
+        Some((T, P, 0x01)), "", &["Tracestate(InvalidKey)"]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=1,a=2")],
+        Some((T, P, 0x01)), "", &["Tracestate(DuplicateKey)"]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=x=y")],
+        Some((T, P, 0x01)), "", &["Tracestate(InvalidValue)"]),
+    // a non-ASCII byte makes the member invalid: the whole tracestate goes, not just the line
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=1"), ("tracestate", b"b=caf\xc3\xa9")],
+        Some((T, P, 0x01)), "", &["Tracestate(InvalidValue)"]),
+    // invalid traceparent: nothing extracted, tracestate not read at all
+    (&[("traceparent", tp!("00", "01-extra").as_bytes()), ("tracestate", b"a=1")],
+        None, "", &["Traceparent(TrailingData)"]),
+    (&[("traceparent", tp!("00", "01-extra").as_bytes()), ("tracestate", b"A=1,b")],
+        None, "", &["Traceparent(TrailingData)"]),
+    (&[("traceparent", tp!("ff", "01").as_bytes()), ("tracestate", b"a=1")],
+        None, "", &["Traceparent(InvalidVersion)"]),
+    (&[("traceparent", b"00-00000000000000000000000000000000-b7ad6b7169203331-01")],
+        None, "", &["Traceparent(ZeroTraceId)"]),
+    (&[("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01")],
+        None, "", &["Traceparent(ZeroParentId)"]),
+    (&[("traceparent", b"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01")],
+        None, "", &["Traceparent(InvalidTraceId)"]),
+    (&[("traceparent", b"")],
+        None, "", &["Traceparent(TooShort(0))"]),
+    // tracestate alone is never read
+    (&[("tracestate", b"a=1")],
+        None, "", &[]),
+    // duplicates: two lines or a comma list
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("traceparent", tp!("00", "01").as_bytes())],
+        None, "", &["Traceparent(Duplicate)"]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("traceparent", b"00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01")],
+        None, "", &["Traceparent(Duplicate)"]),
+    (&[("traceparent", concat!(tp!("00", "01"), ",", tp!("00", "01")).as_bytes())],
+        None, "", &["Traceparent(Duplicate)"]),
+    (&[("traceparent", concat!(tp!("00", "01"), ", ", tp!("00", "00")).as_bytes()), ("tracestate", b"a=1")],
+        None, "", &["Traceparent(Duplicate)"]),
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("traceparent", b"")],
+        None, "", &["Traceparent(Duplicate)"]),
+    // extraction must see every line, whatever bytes the second one holds
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("traceparent", b"caf\xc3\xa9")],
+        None, "", &["Traceparent(Duplicate)"]),
+];
+
+/// The observable result of one extraction: (remote (trace, span, flags), tracestate, errors).
+type Seen = (Option<(String, String, u8)>, String, Vec<String>);
+
+fn seen(cx: &Context) -> Seen {
+    let sc = cx.span().span_context().clone();
+    let remote = (sc.is_valid() && sc.is_remote()).then(|| {
+        (
+            format!("{:032x}", sc.trace_id()),
+            format!("{:016x}", sc.span_id()),
+            sc.trace_flags().to_u8(),
+        )
+    });
+    (remote, sc.trace_state().header(), errors_of(cx))
+}
+
+fn expected(row: &ExtractRow) -> Seen {
+    let (_, remote, ts, errors) = row;
+    (
+        remote.map(|(t, s, f)| (t.to_owned(), s.to_owned(), f)),
+        ts.to_string(),
+        errors.iter().map(|e| e.to_string()).collect(),
+    )
+}
+
+#[test]
+fn extract_vectors() {
+    let p = MeshPropagator::istio();
+    let mut failures = Vec::new();
+    for (i, row) in EXTRACT.iter().enumerate() {
+        let want = expected(row);
+        let headers = header_map(row.0);
+        let got = seen(&p.extract_from_headers(&headers));
+        if got != want {
+            failures.push(format!(
+                "[{i}] (HeaderMap) {}:\n    want {want:?}\n    got  {got:?}",
+                show(row.0)
+            ));
+        }
+
+        // The generic path sees the same thing when each name comes once as text.
+        let mut names: Vec<String> = row.0.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+        names.sort();
+        names.dedup();
+        let all_text = row
+            .0
+            .iter()
+            .all(|(_, v)| std::str::from_utf8(v).is_ok_and(|s| s.is_ascii()));
+        if names.len() == row.0.len() && all_text {
+            let map: HashMap<String, String> = row
+                .0
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_ascii_lowercase(),
+                        String::from_utf8(v.to_vec()).unwrap(),
+                    )
+                })
+                .collect();
+            let got = seen(&p.extract(&map));
+            if got != want {
+                failures.push(format!(
+                    "[{i}] (HashMap) {}:\n    want {want:?}\n    got  {got:?}",
+                    show(row.0)
+                ));
+            }
+        }
+    }
+    report("EXTRACT", failures);
+}
+
+#[test]
+fn extract_tracestate_limit_vectors() {
+    let p = MeshPropagator::istio();
+    // (members per tracestate line, kept)
+    #[rustfmt::skip]
+    let table: &[(&[usize], bool)] = &[
+        (&[32],        true),
+        (&[33],        false),
+        (&[20, 12],    true),
+        (&[20, 13],    false),
+    ];
+    for (i, (per_line, kept)) in table.iter().enumerate() {
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", tp!("00", "01").parse().unwrap());
+        let mut start = 0;
+        for n in per_line.iter() {
+            h.append("tracestate", members(start, *n).parse().unwrap());
+            start += n;
+        }
+        let cx = p.extract_from_headers(&h);
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid(), "limit[{i}]: trace must be kept");
+        if *kept {
+            assert_eq!(sc.trace_state().header(), members(0, start), "limit[{i}]");
+            assert!(errors_of(&cx).is_empty(), "limit[{i}]");
+        } else {
+            assert_eq!(sc.trace_state(), &TraceState::NONE, "limit[{i}]");
+            assert_eq!(
+                errors_of(&cx),
+                vec!["Tracestate(TooManyMembers)"],
+                "limit[{i}]"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inject
+// ---------------------------------------------------------------------------------------------
+
+/// How the tracestate of the injected span context is made.
+#[derive(Debug, Clone, Copy)]
+enum Ts {
+    None,
+    Pairs(&'static [(&'static str, &'static str)]),
+    /// One member inserted then deleted: an empty but non-`NONE` trace state.
+    Emptied,
+}
+
+/// (flags, is_remote, random_trace_ids, tracestate, expected traceparent, expected tracestate)
+type InjectRow = (u8, bool, bool, Ts, &'static str, Option<&'static str>);
+
+#[rustfmt::skip]
+const INJECT: &[InjectRow] = &[
+    (0x01, true,  true,  Ts::None,                             tp!("00", "01"), None),
+    (0x00, true,  true,  Ts::None,                             tp!("00", "00"), None),
+    (0x02, true,  true,  Ts::None,                             tp!("00", "02"), None),
+    (0x03, true,  true,  Ts::None,                             tp!("00", "03"), None),
+    (0xff, true,  true,  Ts::None,                             tp!("00", "03"), None),
+    (0x81, true,  true,  Ts::None,                             tp!("00", "01"), None),
+    // this process started the trace (local context, random ids): random bit set
+    (0x01, false, true,  Ts::None,                             tp!("00", "03"), None),
+    (0x00, false, true,  Ts::None,                             tp!("00", "02"), None),
+    (0x01, false, false, Ts::None,                             tp!("00", "01"), None),
+    // tracestate
+    (0x01, true,  true,  Ts::Pairs(&[("congo", "t61rcWkgMzE")]), tp!("00", "01"), Some("congo=t61rcWkgMzE")),
+    (0x01, true,  true,  Ts::Pairs(&[("a", "1"), ("b", "2")]), tp!("00", "01"), Some("a=1,b=2")),
+    (0x01, true,  true,  Ts::Emptied,                          tp!("00", "01"), None),
+    // a trace state OpenTelemetry accepts but W3C does not is never sent
+    (0x01, true,  true,  Ts::Pairs(&[("a", "b ")]),            tp!("00", "01"), None),
+    (0x01, true,  true,  Ts::Pairs(&[("a", "x\ny")]),          tp!("00", "01"), None),
+    (0x01, true,  true,  Ts::Pairs(&[("a", "")]),              tp!("00", "01"), None),
+];
+
+fn trace_state(ts: Ts) -> TraceState {
+    match ts {
+        Ts::None => TraceState::NONE,
+        Ts::Pairs(p) => TraceState::from_key_value(p.iter().copied()).unwrap(),
+        Ts::Emptied => TraceState::from_key_value([("a", "1")])
+            .unwrap()
+            .delete("a")
+            .unwrap(),
+    }
+}
+
+#[test]
+fn inject_vectors() {
+    let mut failures = Vec::new();
+    for (i, (flags, remote, random, ts, want_tp, want_ts)) in INJECT.iter().enumerate() {
+        let p = MeshPropagator::builder_istio()
+            .random_trace_ids(*random)
+            .build()
+            .unwrap();
+        let sc = SpanContext::new(
+            TraceId::from(TID),
+            SpanId::from(PID),
+            TraceFlags::new(*flags),
+            *remote,
+            trace_state(*ts),
+        );
+        let cx = Context::new().with_remote_span_context(sc);
+        let mut h = HeaderMap::new();
+        p.inject_into_headers(&cx, &mut h);
+        let got: Vec<Option<&str>> = ["traceparent", "tracestate"]
+            .iter()
+            .map(|n| h.get(*n).map(|v| v.to_str().unwrap()))
+            .collect();
+        let want = vec![Some(*want_tp), *want_ts];
+        if got != want || h.get_all("traceparent").iter().count() != 1 {
+            failures.push(format!("[{i}] (HeaderMap) flags {flags:#04x} remote {remote} {ts:?}: want {want:?}, got {got:?}"));
+        }
+        let mut map: HashMap<String, String> = HashMap::new();
+        p.inject_context(&cx, &mut map);
+        let got: Vec<Option<&str>> = ["traceparent", "tracestate"]
+            .iter()
+            .map(|n| map.get(*n).map(String::as_str))
+            .collect();
+        if got != want {
+            failures.push(format!("[{i}] (HashMap) flags {flags:#04x} remote {remote} {ts:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    report("INJECT", failures);
+}
+
+/// Round trips: (incoming traceparent, incoming tracestate, outgoing traceparent, outgoing tracestate)
+#[rustfmt::skip]
+const ROUND_TRIP: &[(&str, &str, &str, Option<&str>)] = &[
+    (tp!("00", "01"),          "",              tp!("00", "01"), None),
+    (tp!("00", "02"),          "",              tp!("00", "02"), None),
+    (tp!("00", "03"),          "a=1",           tp!("00", "03"), Some("a=1")),
+    (tp!("00", "ff"),          "",              tp!("00", "03"), None),
+    (tp!("01", "01"),          "a=1",           tp!("00", "01"), Some("a=1")),
+    (tp!("cc", "03-extra"),    " ,a=1 , b=2,",  tp!("00", "03"), Some("a=1,b=2")),
+    (tp!("fe", "00"),          "",              tp!("00", "00"), None),
+    (tp!("00", "01"),          "a=1,A=2",       tp!("00", "01"), None),
+    (tp!("00", "01"),          ",",             tp!("00", "01"), None),
+];
+
+#[test]
+fn round_trip_vectors() {
+    let p = MeshPropagator::istio();
+    let mut failures = Vec::new();
+    for (i, (tp_in, ts_in, tp_out, ts_out)) in ROUND_TRIP.iter().enumerate() {
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", tp_in.parse().unwrap());
+        h.insert("tracestate", ts_in.parse().unwrap());
+        let cx = p.extract_from_headers(&h);
+        let mut out = HeaderMap::new();
+        p.inject_into_headers(&cx, &mut out);
+        let got = (
+            out.get("traceparent").map(|v| v.to_str().unwrap()),
+            out.get("tracestate").map(|v| v.to_str().unwrap()),
+        );
+        if got != (Some(*tp_out), *ts_out) {
+            failures.push(format!(
+                "[{i}] {tp_in} / {ts_in:?}: want {:?}, got {got:?}",
+                (tp_out, ts_out)
+            ));
+        }
+    }
+    report("ROUND_TRIP", failures);
+}
+
+#[test]
+fn invalid_span_context_injects_no_traceparent() {
+    let p = MeshPropagator::istio();
+    let cx = Context::new().with_remote_span_context(SpanContext::empty_context());
+    let mut h = HeaderMap::new();
+    p.inject_into_headers(&cx, &mut h);
+    assert!(h.get("traceparent").is_none());
+    assert!(h.get("tracestate").is_none());
+}
