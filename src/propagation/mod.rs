@@ -732,6 +732,10 @@ impl MeshPropagator {
                 }
             }
         }
+        // Keep the order the `Extractor` path produces, which asks name by name.
+        raw.pass_through.order_by(&cfg.pass_through);
+        raw.dropped
+            .sort_by_key(|n| cfg.pass_through.iter().position(|c| c == n));
         self.resolve(cx, raw)
     }
 

@@ -60,7 +60,8 @@ mod tests {
     }
 }
 
-/// The pass-through values taken from an incoming request, in the order received.
+/// The pass-through values taken from an incoming request: in the order of the configured
+/// names, and as received within one name (the same order whichever path extracted them).
 ///
 /// ```
 /// use meshtrace::MeshPropagator;
@@ -98,7 +99,7 @@ impl PassThrough {
         self.get(X_REQUEST_ID.as_str())
     }
 
-    /// All names and values, in the order received.
+    /// All names and values.
     pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
         self.entries.iter().map(|(n, v)| (n, v))
     }
@@ -111,6 +112,15 @@ impl PassThrough {
     /// True when no value is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Orders entries by the position of their name in `names` (a stable sort, so values
+    /// of one name keep the order received).
+    pub(crate) fn order_by(&mut self, names: &[HeaderName]) {
+        if self.entries.len() > 1 {
+            self.entries
+                .sort_by_key(|(n, _)| names.iter().position(|c| c == n));
+        }
     }
 
     /// Adds a value, if it is fit to forward (see [`is_forwardable`]); returns whether it was kept.
