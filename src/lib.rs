@@ -55,3 +55,8 @@ pub use propagation::{
 };
 #[cfg(feature = "sdk")]
 pub use sampler::MeshSampler;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "sdk"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
