@@ -10,20 +10,13 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use opentelemetry::Context;
 use std::collections::HashMap;
 
+mod common;
+use common::report;
+
 const T128: u128 = 0x80f198ee56343ba864fe8b2a57d3eff7;
 const T64: u128 = 0x80f198ee56343ba8;
 const SPAN: u64 = 0xe457b5a2e4d86bd1;
 const PARENT: u64 = 0x05e3ac9a4f6e3b90;
-
-/// Fails with every collected failure at once, so one run shows all failing vectors.
-fn report(table: &str, failures: Vec<String>) {
-    assert!(
-        failures.is_empty(),
-        "{} failing vector(s) in {table}:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
 
 const fn cx(trace_id: u128, trace_id_64bit: bool, parent_span_id: Option<u64>, sampling: S) -> B3 {
     B3::Context(B3Context {

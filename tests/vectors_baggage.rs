@@ -10,15 +10,8 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::Context;
 use std::collections::{BTreeMap, HashMap};
 
-/// Fails with every collected failure at once, so one run shows all failing vectors.
-fn report(table: &str, failures: Vec<String>) {
-    assert!(
-        failures.is_empty(),
-        "{} failing vector(s) in {table}:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
+mod common;
+use common::report;
 
 /// Baggage as a sorted map key -> (value, properties), for comparison.
 type Flat = BTreeMap<String, (String, String)>;

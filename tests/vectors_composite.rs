@@ -14,16 +14,6 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use opentelemetry::{Context, KeyValue};
 use std::collections::{BTreeSet, HashMap};
 
-/// Fails with every collected failure at once, so one run shows all failing vectors.
-fn report(table: &str, failures: Vec<String>) {
-    assert!(
-        failures.is_empty(),
-        "{} failing vector(s) in {table}:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
 fn header_map(pairs: &[(&str, &[u8])]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (n, v) in pairs {
@@ -78,6 +68,9 @@ type ConflictRow = (
 );
 
 use Format::{B3Multi as BM, B3Single as BS, TraceContext as TC};
+
+mod common;
+use common::report;
 
 #[rustfmt::skip]
 const CONFLICT: &[ConflictRow] = &[

@@ -10,6 +10,9 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use opentelemetry::Context;
 use std::collections::HashMap;
 
+mod common;
+use common::report;
+
 const T: &str = "0af7651916cd43dd8448eb211c80319c";
 const P: &str = "b7ad6b7169203331";
 const TID: u128 = 0x0af7651916cd43dd8448eb211c80319c;
@@ -116,16 +119,6 @@ const PARSE_TRACEPARENT: &[(&str, Result<TpOk, E>)] = &[
     ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331_01", Err(E::Separator)),
     ("00 -0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Err(E::Separator)),
 ];
-
-/// Fails with every collected failure at once, so one run shows all failing vectors.
-fn report(table: &str, failures: Vec<String>) {
-    assert!(
-        failures.is_empty(),
-        "{} failing vector(s) in {table}:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
 
 fn show(pairs: &[(&str, &[u8])]) -> String {
     pairs
