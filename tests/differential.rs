@@ -19,6 +19,8 @@ use opentelemetry_propagator_b3::{B3Encoding as CrateEncoding, Propagator as B3C
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use proptest::prelude::*;
 
+mod common;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
@@ -183,19 +185,7 @@ fn header(m: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn baggage_vec(cx: &Context) -> Vec<(String, String, String)> {
-    let mut v: Vec<_> = cx
-        .baggage()
-        .iter()
-        .map(|(k, (v, m))| {
-            (
-                k.as_str().to_owned(),
-                v.as_str().to_owned(),
-                m.as_str().to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+    common::baggage_entries(cx.baggage())
 }
 
 fn remote_cx(trace_id: u128, span_id: u64, flags: u8, ts: TraceState) -> Context {

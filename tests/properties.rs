@@ -17,6 +17,8 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
+mod common;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
@@ -59,19 +61,7 @@ fn propagators() -> Vec<MeshPropagator> {
 }
 
 fn baggage_vec(cx: &Context) -> Vec<(String, String, String)> {
-    let mut v: Vec<_> = cx
-        .baggage()
-        .iter()
-        .map(|(k, (v, m))| {
-            (
-                k.as_str().to_owned(),
-                v.as_str().to_owned(),
-                m.as_str().to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+    common::baggage_entries(cx.baggage())
 }
 
 fn pass_through_of(cx: &Context) -> Vec<(String, Vec<u8>)> {
@@ -364,21 +354,6 @@ fn build_baggage(members: &[(String, String, String)]) -> Baggage {
     b
 }
 
-fn baggage_of(b: &Baggage) -> Vec<(String, String, String)> {
-    let mut v: Vec<_> = b
-        .iter()
-        .map(|(k, (v, m))| {
-            (
-                k.as_str().to_owned(),
-                v.as_str().to_owned(),
-                m.as_str().to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Visible ASCII, as pass-through values must be.
 fn pass_value() -> impl Strategy<Value = String> {
     "[!-~]{1,64}"
@@ -512,7 +487,7 @@ proptest! {
         p.inject_into_headers(&cx, &mut wire);
         let back = p.extract_from_headers_with_context(&Context::new(), &wire);
         prop_assert_eq!(back.span().span_context().clone(), expected.clone(), "HeaderMap path, wire {:?}", wire);
-        prop_assert_eq!(baggage_vec(&back), baggage_of(&bag), "HeaderMap path, wire {:?}", wire);
+        prop_assert_eq!(baggage_vec(&back), common::baggage_entries(&bag), "HeaderMap path, wire {:?}", wire);
         prop_assert_eq!(pass_through_of(&back), pass_through_of(&cx0), "HeaderMap path, wire {:?}", wire);
 
         // Injector / Extractor path. An `Injector` holds one value per name, so this path is
@@ -523,7 +498,7 @@ proptest! {
         p.inject_context(&cx, &mut HeaderInjector(&mut wire));
         let back = p.extract_with_context(&Context::new(), &HeaderExtractor(&wire));
         prop_assert_eq!(back.span().span_context().clone(), expected.clone(), "Injector path, wire {:?}", wire);
-        prop_assert_eq!(baggage_vec(&back), baggage_of(&bag), "Injector path, wire {:?}", wire);
+        prop_assert_eq!(baggage_vec(&back), common::baggage_entries(&bag), "Injector path, wire {:?}", wire);
         prop_assert_eq!(pass_through_of(&back), pass_through_of(&cx0), "Injector path, wire {:?}", wire);
     }
 
@@ -596,7 +571,7 @@ proptest! {
     fn baggage_inject_limits(members in limit_members()) {
         let p = MeshPropagator::istio();
         let b = build_baggage(&members);
-        let original = baggage_of(&b);
+        let original = common::baggage_entries(&b);
         let cx = Context::new().with_baggage(b);
         let mut wire = HeaderMap::new();
         p.inject_into_headers(&cx, &mut wire);

@@ -885,9 +885,10 @@ impl MeshPropagator {
         let mut out = cx.clone();
         match winner {
             Some(wi) => {
-                let (trace_id, span_id) = cands[wi]
+                let (trace_id, span_id, own) = cands[wi]
                     .as_ref()
-                    .map_or((0, 0), |w| (w.trace_id, w.span_id));
+                    .map(|w| (w.trace_id, w.span_id, w.sampling))
+                    .expect("the winner's slot is filled");
                 let mut agreed = None;
                 let (mut debug, mut narrow, mut random) = (false, false, false);
                 let mut trace_state = TraceState::NONE;
@@ -915,9 +916,6 @@ impl MeshPropagator {
                         }
                     }
                 }
-                let own = cands[wi]
-                    .as_ref()
-                    .map_or(SamplingState::Deferred, |w| w.sampling);
                 let mut sampling = match own {
                     SamplingState::Deferred => agreed.or(sampling_only).unwrap_or(own),
                     decided => decided,
