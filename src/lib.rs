@@ -44,11 +44,18 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(any(feature = "reqwest", feature = "tonic"))]
+pub mod client;
+#[cfg(feature = "tower")]
+mod instrument;
 pub mod propagation;
 #[cfg(feature = "sdk")]
 mod sampler;
+#[cfg(feature = "tower")]
+pub mod server;
 
 pub use propagation::b3::SamplingState;
+pub use propagation::{global_propagator, set_global_propagator};
 pub use propagation::{
     B3Encoding, BuildError, ExtractError, Format, Formats, LosingContext, MeshContext,
     MeshContextExt, MeshPropagator, MeshPropagatorBuilder, RemoteParent,

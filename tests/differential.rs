@@ -1449,7 +1449,15 @@ proptest! {
         let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
         prop_assert_eq!(baggage_vec(&a), baggage_vec(&b));
         let (ia, ib) = (inject_ours(&o, &a), inject_theirs(&t, &a));
-        prop_assert_eq!(header(&ia, "baggage"), header(&ib, "baggage"));
+        // Intentional difference: ours forwards unchanged baggage as it came (order, spaces
+        // and all); the SDK re-encodes it in hash order. Both carry the same members.
+        if !members.is_empty() {
+            prop_assert_eq!(header(&ia, "baggage"), Some(value.clone()));
+        }
+        let reread = |h: Option<String>| {
+            baggage_vec(&extract_ours(&o, &map(&[("baggage", h.as_deref().unwrap_or(""))])))
+        };
+        prop_assert_eq!(reread(header(&ia, "baggage")), reread(header(&ib, "baggage")));
     }
 
     #[test]

@@ -9,11 +9,13 @@
 pub mod b3;
 pub mod baggage;
 pub mod env;
+mod global;
 mod hex;
 pub mod passthrough;
 pub mod traceparent;
 
 use self::b3::{B3Context, B3Error, MultiHeaders, SamplingState, B3};
+pub use self::global::{global_propagator, set_global_propagator};
 use self::passthrough::{PassThrough, X_OT_SPAN_CONTEXT, X_REQUEST_ID};
 use self::traceparent::{TraceparentError, TracestateError, FLAG_RANDOM, FLAG_SAMPLED};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -42,6 +44,21 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format's name as `OTEL_PROPAGATORS` spells it (`passthrough` for pass-through).
+    ///
+    /// ```
+    /// assert_eq!(meshtrace::Format::B3Multi.as_str(), "b3multi");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Format::TraceContext => "tracecontext",
+            Format::Baggage => "baggage",
+            Format::B3Single => "b3",
+            Format::B3Multi => "b3multi",
+            Format::PassThrough => "passthrough",
+        }
+    }
+
     const fn bit(self) -> u8 {
         match self {
             Format::TraceContext => 1,
@@ -232,6 +249,9 @@ pub struct MeshContext {
     sampling_only: Option<SamplingState>,
     losing: Vec<LosingContext>,
     errors: Vec<ExtractError>,
+    /// The incoming `baggage` lines joined, kept when every member was valid so that
+    /// baggage the application did not change goes out byte-for-byte.
+    baggage_raw: Option<bytes::Bytes>,
 }
 
 impl MeshContext {
@@ -282,6 +302,7 @@ impl MeshContext {
             && self.sampling_only.is_none()
             && self.losing.is_empty()
             && self.errors.is_empty()
+            && self.baggage_raw.is_none()
     }
 }
 
@@ -950,6 +971,11 @@ impl MeshPropagator {
             let (baggage, dropped) = baggage::parse_baggage(baggage_lines);
             if dropped > 0 {
                 mesh.errors.push(ExtractError::Baggage(dropped));
+            } else if !baggage.is_empty() {
+                mesh.baggage_raw = Some(match baggage_lines {
+                    [one] => bytes::Bytes::copy_from_slice(one),
+                    many => many.join(&b","[..]).into(),
+                });
             }
             if !baggage.is_empty() {
                 out = out.with_baggage(baggage);
@@ -1030,7 +1056,14 @@ impl MeshPropagator {
         if inj.contains(Format::Baggage) {
             let baggage = cx.baggage();
             if !baggage.is_empty() {
-                out.put(&H_BAGGAGE, |buf| baggage::encode_baggage_into(baggage, buf));
+                // Baggage as received, unless the application changed it.
+                match mesh
+                    .and_then(|m| m.baggage_raw.as_deref())
+                    .filter(|raw| baggage::is_encoding_of(raw, baggage))
+                {
+                    Some(raw) => out.put(&H_BAGGAGE, |buf| buf.extend_from_slice(raw)),
+                    None => out.put(&H_BAGGAGE, |buf| baggage::encode_baggage_into(baggage, buf)),
+                }
             }
         }
         if inj.contains(Format::PassThrough) {

@@ -1,0 +1,190 @@
+//! reqwest: a [`reqwest_middleware::Middleware`] and a helper for plain `reqwest`.
+//!
+//! ```no_run
+//! use meshtrace::client::reqwest::MeshTracing;
+//! use meshtrace::client::{DisablePropagation, SpanName};
+//!
+//! # async fn run() -> Result<(), reqwest_middleware::Error> {
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(MeshTracing::new())
+//!     .build();
+//! // Inside a handler served through `MeshServerLayer`: this call joins the request's trace
+//! // and forwards its x-request-id, baggage and the rest.
+//! client.get("http://ratings:9080/ratings/0").send().await?;
+//! // Per-call options.
+//! client
+//!     .post("https://api.example.com/v1/charge")
+//!     .with_extension(DisablePropagation)
+//!     .with_extension(SpanName::new("charge card"))
+//!     .send()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use super::{inject_from, DisablePropagation, SpanName};
+use crate::instrument::grpc::Side;
+use crate::instrument::span::{self, error_chain, record_error, record_http_status};
+use crate::MeshPropagator;
+use http::Extensions;
+use opentelemetry_semantic_conventions::attribute as semconv;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use std::future::Future;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The reqwest-middleware layer: a client span per call, and every configured format
+/// injected from it.
+#[derive(Debug, Clone, Default)]
+pub struct MeshTracing {
+    propagator: Option<MeshPropagator>,
+}
+
+impl MeshTracing {
+    /// Injects with the propagator given to [`crate::set_global_propagator`], else
+    /// opentelemetry's global propagator if one was registered, else
+    /// [`MeshPropagator::istio`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inject with this propagator, whatever is registered globally.
+    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
+        self.propagator = Some(propagator);
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for MeshTracing {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let span = start(&req, extensions.get::<SpanName>());
+        if extensions.get::<DisablePropagation>().is_none() {
+            inject_from(&span, self.propagator.as_ref(), req.headers_mut());
+        }
+        let result = next.run(req, extensions).instrument(span.clone()).await;
+        match &result {
+            Ok(res) => record_http_status(&span, Side::Client, res.status()),
+            Err(reqwest_middleware::Error::Reqwest(e)) => record_reqwest_error(&span, e),
+            Err(reqwest_middleware::Error::Middleware(e)) => {
+                record_error(&span, "middleware", format!("{e:#}"))
+            }
+        }
+        result
+    }
+}
+
+/// Tracing for plain `reqwest`, without reqwest-middleware.
+///
+/// ```no_run
+/// use meshtrace::client::reqwest::RequestBuilderExt;
+/// # async fn run(client: reqwest::Client) -> Result<(), reqwest::Error> {
+/// // A client span, with every format injected from it.
+/// let res = client.get("http://reviews:9080/reviews/0").send_traced().await?;
+/// // Or only the headers of the current span, no client span.
+/// let res = client.get("http://reviews:9080/reviews/0").inject_context().send().await?;
+/// # Ok(()) }
+/// ```
+pub trait RequestBuilderExt: Sized {
+    /// Adds the trace, baggage and pass-through headers of the current span (no client
+    /// span of its own).
+    fn inject_context(self) -> Self;
+
+    /// Sends the request inside a client span, with every format injected from it, as
+    /// [`MeshTracing`] does.
+    fn send_traced(self) -> impl Future<Output = Result<Response, reqwest::Error>> + Send;
+}
+
+impl RequestBuilderExt for reqwest::RequestBuilder {
+    fn inject_context(self) -> Self {
+        let mut headers = http::HeaderMap::new();
+        inject_from(&Span::current(), None, &mut headers);
+        self.headers(headers)
+    }
+
+    fn send_traced(self) -> impl Future<Output = Result<Response, reqwest::Error>> + Send {
+        let (client, req) = self.build_split();
+        async move {
+            let mut req = req?;
+            let span = start(&req, None);
+            inject_from(&span, None, req.headers_mut());
+            let result = client.execute(req).instrument(span.clone()).await;
+            match &result {
+                Ok(res) => record_http_status(&span, Side::Client, res.status()),
+                Err(e) => record_reqwest_error(&span, e),
+            }
+            result
+        }
+    }
+}
+
+fn start(req: &Request, name: Option<&SpanName>) -> Span {
+    let span = match name {
+        Some(name) => span::client_span(&name.0),
+        None => span::client_span(span::method_for_name(req.method())),
+    };
+    span::record_method(&span, req.method());
+    let url = req.url();
+    if let Some(host) = url.host_str() {
+        span.set_attribute(semconv::SERVER_ADDRESS, host.to_owned());
+    }
+    if let Some(port) = url.port_or_known_default() {
+        span.set_attribute(semconv::SERVER_PORT, i64::from(port));
+    }
+    span.set_attribute(semconv::URL_FULL, url_without_credentials(url));
+    span
+}
+
+/// `url.full` must not carry credentials; the semantic conventions say to drop them.
+fn url_without_credentials(url: &reqwest::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.as_str().to_owned();
+    }
+    let mut url = url.clone();
+    // Only URLs that cannot have credentials refuse these, and those have none.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.into()
+}
+
+fn record_reqwest_error(span: &Span, e: &reqwest::Error) {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_redirect() {
+        "redirect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "_OTHER"
+    };
+    record_error(span, kind, error_chain(e));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_without_credentials;
+
+    #[test]
+    fn credentials_are_dropped_from_url_full() {
+        for (input, want) in [
+            (
+                "http://user:secret@ratings:9080/r?x=1",
+                "http://ratings:9080/r?x=1",
+            ),
+            ("http://user@ratings/", "http://ratings/"),
+            ("http://ratings:9080/r", "http://ratings:9080/r"),
+        ] {
+            let url = reqwest::Url::parse(input).unwrap();
+            assert_eq!(url_without_credentials(&url), want);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! tonic: a tower [`Layer`] for `tonic::transport::Channel`, and an [`Interceptor`].
+//!
+//! ```no_run
+//! use meshtrace::client::tonic::MeshGrpcLayer;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let endpoint = tonic::transport::Endpoint::from_static("http://reviews:9080");
+//! let channel = endpoint.connect().await?;
+//! let channel = tower::ServiceBuilder::new()
+//!     .layer(MeshGrpcLayer::new().server_uri(endpoint.uri()))
+//!     .service(channel);
+//! // Hand `channel` to any generated client: `ReviewsClient::new(channel)`.
+//! # Ok(()) }
+//! ```
+
+use super::{inject_from, DisablePropagation, SpanName};
+use crate::instrument::body::TracedBody;
+use crate::instrument::grpc::{self, Side};
+use crate::instrument::span::{self, record_error, record_grpc_status};
+use crate::MeshPropagator;
+use http::{Request, Response, StatusCode};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Poll};
+use tonic::metadata::MetadataMap;
+use tonic::service::Interceptor;
+use tower::{Layer, Service};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Wraps a gRPC channel: a client span per call, ended when the response stream ends, and
+/// every configured format injected into the request metadata.
+#[derive(Debug, Clone, Default)]
+pub struct MeshGrpcLayer {
+    propagator: Option<MeshPropagator>,
+    server: Option<(String, Option<u16>)>,
+}
+
+impl MeshGrpcLayer {
+    /// Injects with the propagator given to [`crate::set_global_propagator`], else
+    /// opentelemetry's global propagator if one was registered, else
+    /// [`MeshPropagator::istio`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inject with this propagator, whatever is registered globally.
+    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
+        self.propagator = Some(propagator);
+        self
+    }
+
+    /// The endpoint the channel talks to, for `server.address` and `server.port` (a channel
+    /// adds the authority below this layer, so the layer cannot read it from the request).
+    pub fn server_uri(mut self, uri: &http::Uri) -> Self {
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        self.server = uri.host().map(|h| (h.to_owned(), port));
+        self
+    }
+}
+
+impl<S> Layer<S> for MeshGrpcLayer {
+    type Service = MeshGrpc<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MeshGrpc {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`MeshGrpcLayer`] wraps around a channel.
+#[derive(Debug, Clone)]
+pub struct MeshGrpc<S> {
+    inner: S,
+    layer: MeshGrpcLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MeshGrpc<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: fmt::Display,
+{
+    type Response = Response<TracedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let call = grpc::service_and_method(req.uri().path());
+        let span = match (req.extensions().get::<SpanName>(), call) {
+            (Some(name), _) => span::client_span(&name.0),
+            (None, Some((service, method))) => span::client_span(&format!("{service}/{method}")),
+            (None, None) => span::client_span(req.uri().path()),
+        };
+        if let Some((service, method)) = call {
+            span::record_rpc(&span, service, method);
+        }
+        let server = req.uri().host().map(|h| (h, req.uri().port_u16())).or(self
+            .layer
+            .server
+            .as_ref()
+            .map(|(h, p)| (h.as_str(), *p)));
+        if let Some((host, port)) = server {
+            span.set_attribute(semconv::SERVER_ADDRESS, host.to_owned());
+            if let Some(port) = port {
+                span.set_attribute(semconv::SERVER_PORT, i64::from(port));
+            }
+        }
+        if req.extensions().get::<DisablePropagation>().is_none() {
+            inject_from(&span, self.layer.propagator.as_ref(), req.headers_mut());
+        }
+        let inner = span.in_scope(|| self.inner.call(req));
+        ResponseFuture {
+            inner,
+            span: Some(span),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`MeshGrpc`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    E: fmt::Display,
+{
+    type Output = Result<Response<TracedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.as_ref().map(Span::enter);
+            ready!(this.inner.poll(cx))
+        };
+        let span = this.span.take().unwrap_or_else(Span::none);
+        Poll::Ready(match result {
+            Ok(res) => {
+                let head = res.headers();
+                let trailers_expected = if let Some(code) = grpc::status(head) {
+                    record_grpc_status(&span, Side::Client, code, grpc::message(head));
+                    false
+                } else if res.status() != StatusCode::OK {
+                    // No gRPC status at all: a proxy (Envoy) or a non-gRPC server answered.
+                    // The gRPC HTTP mapping says what the caller will see.
+                    span.set_attribute(
+                        semconv::HTTP_RESPONSE_STATUS_CODE,
+                        i64::from(res.status().as_u16()),
+                    );
+                    let code = grpc_code_for_http(res.status());
+                    record_grpc_status(&span, Side::Client, code, None);
+                    false
+                } else {
+                    true
+                };
+                Ok(res.map(|body| TracedBody::new(body, span, Side::Client, trailers_expected)))
+            }
+            Err(e) => {
+                record_error(&span, "transport", e.to_string());
+                Err(e)
+            }
+        })
+    }
+}
+
+/// gRPC's "HTTP to gRPC status code mapping", for responses that carry no `grpc-status`.
+fn grpc_code_for_http(status: StatusCode) -> i64 {
+    match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// An [`Interceptor`] that injects the current span's context into the call's metadata,
+/// for clients built with `with_interceptor`. It opens no client span (an interceptor never
+/// sees the response); use [`MeshGrpcLayer`] for that.
+///
+/// ```no_run
+/// use meshtrace::client::tonic::MeshInterceptor;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let channel = tonic::transport::Endpoint::from_static("http://reviews:9080").connect().await?;
+/// let channel = tonic::service::interceptor::InterceptedService::new(channel, MeshInterceptor::new());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MeshInterceptor {
+    propagator: Option<MeshPropagator>,
+}
+
+impl MeshInterceptor {
+    /// An interceptor using the same propagator choice as [`MeshGrpcLayer::new`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inject with this propagator, whatever is registered globally.
+    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
+        self.propagator = Some(propagator);
+        self
+    }
+}
+
+impl Interceptor for MeshInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if req.extensions().get::<DisablePropagation>().is_some() {
+            return Ok(req);
+        }
+        let mut headers = std::mem::take(req.metadata_mut()).into_headers();
+        inject_from(&Span::current(), self.propagator.as_ref(), &mut headers);
+        *req.metadata_mut() = MetadataMap::from_headers(headers);
+        Ok(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_code_for_http;
+    use http::StatusCode;
+
+    #[test]
+    fn http_statuses_map_as_grpc_says() {
+        for (http, code) in [
+            (400, 13),
+            (401, 16),
+            (403, 7),
+            (404, 12),
+            (429, 14),
+            (502, 14),
+            (503, 14),
+            (504, 14),
+            (500, 2),
+        ] {
+            assert_eq!(
+                grpc_code_for_http(StatusCode::from_u16(http).unwrap()),
+                code,
+                "{http}"
+            );
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! A response body that ends its span when the stream ends, reading gRPC trailers on the way.
+
+use super::grpc::{self, Side};
+use super::span::{record_error, record_grpc_status};
+use bytes::Buf;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tracing::Span;
+
+pin_project! {
+    /// A response body that keeps its request's span open until the last frame.
+    ///
+    /// For gRPC the span ends where the trailers arrive, so a streaming call's span covers
+    /// every message and records the final `grpc-status`. Dropping the body early (the peer
+    /// went away) ends the span too.
+    pub struct TracedBody<B> {
+        #[pin]
+        inner: B,
+        span: Option<Span>,
+        side: Side,
+        grpc: bool,
+    }
+}
+
+impl<B> TracedBody<B> {
+    /// A body that ends `span` at end of stream. `grpc` asks for the status in the trailers
+    /// (false when the response head already carried it).
+    pub(crate) fn new(inner: B, span: Span, side: Side, grpc: bool) -> Self {
+        TracedBody {
+            inner,
+            span: Some(span),
+            side,
+            grpc,
+        }
+    }
+
+    /// A body with no span to end.
+    pub(crate) fn untraced(inner: B) -> Self {
+        TracedBody {
+            inner,
+            span: None,
+            side: Side::Server,
+            grpc: false,
+        }
+    }
+}
+
+impl<B> Body for TracedBody<B>
+where
+    B: Body,
+    B::Error: std::fmt::Display,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = {
+            let _entered = this.span.as_ref().map(Span::enter);
+            ready!(this.inner.as_mut().poll_frame(cx))
+        };
+        let Some(span) = this.span.as_ref() else {
+            return Poll::Ready(frame);
+        };
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(trailers) = f.trailers_ref() {
+                    finish_grpc(span, *this.side, *this.grpc, Some(trailers));
+                    this.span.take();
+                } else if this.inner.is_end_stream() {
+                    finish_grpc(span, *this.side, *this.grpc, None);
+                    this.span.take();
+                }
+            }
+            Some(Err(e)) => {
+                record_error(span, "body", e.to_string());
+                this.span.take();
+            }
+            None => {
+                finish_grpc(span, *this.side, *this.grpc, None);
+                this.span.take();
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Records the status a gRPC stream ended with. A stream that ends with no status at all is
+/// a failure for the client, which will see it as an error.
+fn finish_grpc(span: &Span, side: Side, grpc: bool, trailers: Option<&HeaderMap>) {
+    if !grpc {
+        return;
+    }
+    match trailers.and_then(|t| grpc::status(t).map(|code| (code, grpc::message(t)))) {
+        Some((code, message)) => record_grpc_status(span, side, code, message),
+        None if side == Side::Client => record_grpc_status(
+            span,
+            side,
+            2,
+            Some("stream ended without grpc-status".into()),
+        ),
+        None => {}
+    }
+}

@@ -1,0 +1,200 @@
+//! The spans the layers open and the semantic-convention attributes they carry. Attribute
+//! names come from `opentelemetry-semantic-conventions`; numbers are recorded as `i64`.
+
+use super::grpc::{self, Side};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
+use opentelemetry::trace::Status;
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The span of a request this process serves.
+pub(crate) fn server_span(name: &str) -> Span {
+    tracing::info_span!(target: "meshtrace::server", "server", otel.name = name, otel.kind = "server")
+}
+
+/// The span of a call this process makes.
+#[cfg(any(feature = "reqwest", feature = "tonic"))]
+pub(crate) fn client_span(name: &str) -> Span {
+    tracing::info_span!(target: "meshtrace::client", "client", otel.name = name, otel.kind = "client")
+}
+
+/// The method as the semantic conventions want it: one of the well-known methods, else
+/// `_OTHER` with the original in `http.request.method_original`.
+pub(crate) fn record_method(span: &Span, method: &Method) {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if KNOWN.contains(method) {
+        span.set_attribute(semconv::HTTP_REQUEST_METHOD, static_method(method));
+    } else {
+        span.set_attribute(semconv::HTTP_REQUEST_METHOD, "_OTHER");
+        span.set_attribute(
+            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+            method.as_str().to_owned(),
+        );
+    }
+}
+
+fn static_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        _ => "TRACE",
+    }
+}
+
+/// The span name for an HTTP method: the method itself when well known, else `HTTP`, as the
+/// semantic conventions say (an arbitrary method would make names unbounded).
+pub(crate) fn method_for_name(method: &Method) -> &str {
+    match *method {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::PATCH
+        | Method::CONNECT
+        | Method::TRACE => method.as_str(),
+        _ => "HTTP",
+    }
+}
+
+pub(crate) fn protocol_version(version: Version) -> Option<&'static str> {
+    match version {
+        Version::HTTP_09 => Some("0.9"),
+        Version::HTTP_10 => Some("1.0"),
+        Version::HTTP_11 => Some("1.1"),
+        Version::HTTP_2 => Some("2"),
+        Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
+}
+
+/// Host and port the request was addressed to: the URI's authority (HTTP/2 `:authority`,
+/// absolute-form) or else the `Host` header.
+pub(crate) fn server_host_port<'a>(
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> Option<(&'a str, Option<u16>)> {
+    if let Some(host) = uri.host() {
+        return Some((host, uri.port_u16()));
+    }
+    let raw = headers.get(http::header::HOST)?.to_str().ok()?;
+    let authority: http::uri::Authority = raw.parse().ok()?;
+    // The host is the start of the header; borrow it from there rather than from the parsed copy.
+    let host = raw.get(..authority.host().len())?;
+    Some((host, authority.port_u16()))
+}
+
+/// `http.request.header.<name>` for the request headers the mesh cares about, as the string
+/// arrays the semantic conventions define.
+pub(crate) fn record_request_headers(span: &Span, headers: &HeaderMap, names: &[HeaderName]) {
+    for name in names {
+        let values: Vec<opentelemetry::StringValue> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_owned().into())
+            .collect();
+        if !values.is_empty() {
+            span.set_attribute(
+                format!("{}.{}", semconv::HTTP_REQUEST_HEADER, name.as_str()),
+                Value::Array(values.into()),
+            );
+        }
+    }
+}
+
+/// `rpc.system`, `rpc.service` and `rpc.method` for a gRPC call.
+///
+/// The RPC conventions are still in development and semconv 1.37 renamed these
+/// (`rpc.system.name`, a fully qualified `rpc.method`, `rpc.response.status_code` as a string).
+/// We keep the names tracing backends and their gRPC views key on today, which are also the
+/// names the mesh's own spans carry.
+#[allow(deprecated)]
+pub(crate) fn record_rpc(span: &Span, service: &str, method: &str) {
+    span.set_attribute(semconv::RPC_SYSTEM, "grpc");
+    span.set_attribute(semconv::RPC_SERVICE, service.to_owned());
+    span.set_attribute(semconv::RPC_METHOD, method.to_owned());
+}
+
+/// `http.response.status_code`, and an error status for 5xx (servers) or 4xx and 5xx
+/// (clients), with the code as `error.type`.
+pub(crate) fn record_http_status(span: &Span, side: Side, status: StatusCode) {
+    span.set_attribute(
+        semconv::HTTP_RESPONSE_STATUS_CODE,
+        i64::from(status.as_u16()),
+    );
+    let failed = match side {
+        Side::Server => status.is_server_error(),
+        Side::Client => status.is_client_error() || status.is_server_error(),
+    };
+    if failed {
+        span.set_attribute(semconv::ERROR_TYPE, status.as_str().to_owned());
+        span.set_status(Status::error(
+            status.canonical_reason().unwrap_or_default().to_owned(),
+        ));
+    }
+}
+
+/// `rpc.grpc.status_code`, and an error status when the semantic conventions call the code a
+/// failure for this side, described by `grpc-message` when there is one.
+#[allow(deprecated)] // see `record_rpc`
+pub(crate) fn record_grpc_status(span: &Span, side: Side, code: i64, message: Option<String>) {
+    span.set_attribute(semconv::RPC_GRPC_STATUS_CODE, code);
+    if grpc::is_error(side, code) {
+        let name = grpc::code_name(code);
+        span.set_attribute(semconv::ERROR_TYPE, name);
+        span.set_status(Status::error(match message {
+            Some(m) if !m.is_empty() => format!("{name}: {m}"),
+            _ => name.to_owned(),
+        }));
+    }
+}
+
+/// An error and its sources, joined, for the span status.
+#[cfg(feature = "reqwest")]
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Many errors repeat their source's text in their own.
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// A failure with no response: `error.type`, an error status and an `exception` event.
+pub(crate) fn record_error(span: &Span, error_type: &'static str, message: String) {
+    span.set_attribute(semconv::ERROR_TYPE, error_type);
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new(semconv::EXCEPTION_TYPE, error_type),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+        ],
+    );
+    span.set_status(Status::error(message));
+}
