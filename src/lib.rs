@@ -64,6 +64,12 @@ pub use propagation::{
 pub use sampler::MeshSampler;
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "sdk"))]
+#[cfg(all(
+    doctest,
+    feature = "sdk",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "tonic"
+))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
