@@ -182,14 +182,11 @@ fn start<B>(req: &Request<B>, propagator: Option<&MeshPropagator>) -> State {
         (None, None) => span::method_for_name(req.method()).to_owned(),
     };
     let span = span::server_span(&name);
-    let fallback = match span.set_parent(cx.clone()) {
-        Ok(()) => None,
-        Err(SetParentError::LayerNotFound | SetParentError::SpanDisabled) => {
-            warn_untracked();
-            Some(cx.clone())
-        }
+    let parent_set = match span.set_parent(cx.clone()) {
+        Ok(()) => true,
+        Err(SetParentError::LayerNotFound | SetParentError::SpanDisabled) => false,
         // The span was created just above and never entered, so it cannot have started.
-        Err(SetParentError::AlreadyStarted) => None,
+        Err(SetParentError::AlreadyStarted) => true,
     };
     if let Some(mesh) = cx.mesh() {
         let winner = cx.span().span_context().trace_id();
@@ -236,6 +233,17 @@ fn start<B>(req: &Request<B>, propagator: Option<&MeshPropagator>) -> State {
         span.set_attribute(semconv::USER_AGENT_ORIGINAL, agent.to_owned());
     }
     span::record_request_headers(&span, headers, &[X_REQUEST_ID, X_ENVOY_ATTEMPT_COUNT]);
+
+    // `set_parent` also succeeds, doing nothing, when an OpenTelemetry layer is installed but
+    // its own filter leaves this span out; only a started span with a context says the span
+    // is tracked. (Starting it here costs nothing: the handler enters it next.)
+    let tracked = parent_set && span.context().has_active_span();
+    let fallback = if tracked {
+        None
+    } else {
+        warn_untracked();
+        Some(cx)
+    };
 
     State {
         span,

@@ -1,0 +1,281 @@
+//! A service that registered a propagator of its own (opentelemetry_sdk's W3C
+//! `TraceContextPropagator`) and never called `meshtrace::set_global_propagator`: the layers
+//! must use that propagator, not meshtrace's Istio preset. Incoming `traceparent` is
+//! continued, B3 is not read, and only `traceparent`/`tracestate` go out — no B3 headers and
+//! no pass-through.
+//!
+//! This binary has a setup of its own (the OpenTelemetry layer and an in-memory exporter),
+//! not `mesh::exporter()`, which would register the Istio propagator.
+#![cfg(all(feature = "axum", feature = "reqwest", feature = "tonic"))]
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use meshtrace::client::reqwest::MeshTracing;
+use meshtrace::client::tonic::MeshInterceptor;
+use meshtrace::server::MeshServerLayer;
+use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use reqwest_middleware::ClientWithMiddleware;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tonic::service::Interceptor;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Installs, once, the OpenTelemetry layer with an in-memory exporter, and registers the
+/// W3C trace-context propagator as opentelemetry's global propagator.
+fn exporter() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("foreign-tests")));
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        assert!(meshtrace::global_propagator().is_none());
+        exporter
+    })
+}
+
+/// The finished spans of one trace, waiting (bounded) until there are at least `want`.
+async fn spans_of(trace_id: TraceId, want: usize) -> Vec<SpanData> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let spans: Vec<SpanData> = exporter()
+            .get_finished_spans()
+            .expect("in-memory exporter")
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace_id)
+            .collect();
+        if spans.len() >= want || tokio::time::Instant::now() > deadline {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn one<'a>(spans: &'a [SpanData], name: &str, kind: SpanKind) -> &'a SpanData {
+    let found: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == name && s.span_kind == kind)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {kind:?} span named {name:?} in {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    found[0]
+}
+
+/// Headers no W3C-only propagator writes.
+const NOT_W3C: &[&str] = &[
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "x-request-id",
+    "x-ot-span-context",
+    "baggage",
+];
+
+async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (listener, addr)
+}
+
+type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+
+#[derive(Clone)]
+struct Front {
+    client: ClientWithMiddleware,
+    back: String,
+}
+
+/// Calls the back service through reqwest-middleware, and answers with the header names
+/// `MeshInterceptor` would put on a gRPC call made here.
+async fn front_handler(State(f): State<Front>, Path(tag): Path<String>) -> (StatusCode, String) {
+    let grpc = MeshInterceptor::new()
+        .call(tonic::Request::new(()))
+        .expect("the interceptor never refuses");
+    let mut grpc_names: Vec<String> = grpc
+        .metadata()
+        .clone()
+        .into_headers()
+        .keys()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    grpc_names.sort();
+    match f.client.get(format!("{}/back/{tag}", f.back)).send().await {
+        Ok(r) if r.status().is_success() => (StatusCode::OK, grpc_names.join(",")),
+        Ok(r) => (StatusCode::BAD_GATEWAY, r.status().to_string()),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+/// A recording back service and a front service (`MeshServerLayer`, reqwest `MeshTracing`).
+async fn start() -> (SocketAddr, Seen) {
+    exporter();
+    let seen: Seen = Arc::default();
+    let back_app = Router::new()
+        .route(
+            "/back/{tag}",
+            get(
+                |State(seen): State<Seen>, Path(tag): Path<String>, headers: HeaderMap| async move {
+                    seen.lock().expect("lock").push((tag, headers));
+                    "back"
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let (back_listener, back) = listen().await;
+    tokio::spawn(async move { axum::serve(back_listener, back_app).await });
+
+    let front_app = Router::new()
+        .route("/front/{tag}", get(front_handler))
+        .with_state(Front {
+            client: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                .with(MeshTracing::new())
+                .build(),
+            back: format!("http://{back}"),
+        })
+        .layer(MeshServerLayer::new());
+    let (front_listener, front) = listen().await;
+    tokio::spawn(async move { axum::serve(front_listener, front_app).await });
+    (front, seen)
+}
+
+fn seen_for(seen: &Seen, tag: &str) -> HeaderMap {
+    let hits: Vec<HeaderMap> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(t, _)| t == tag)
+        .map(|(_, h)| h.clone())
+        .collect();
+    assert_eq!(hits.len(), 1, "one back request tagged {tag:?}");
+    hits.into_iter().next().expect("one")
+}
+
+fn traceparent_of(h: &HeaderMap) -> (TraceId, SpanId, String) {
+    let tp = h
+        .get("traceparent")
+        .unwrap_or_else(|| panic!("no traceparent in {h:?}"))
+        .to_str()
+        .expect("text")
+        .to_owned();
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "{tp}");
+    (
+        TraceId::from_hex(parts[1]).expect("hex"),
+        SpanId::from_hex(parts[2]).expect("hex"),
+        parts[3].to_owned(),
+    )
+}
+
+fn assert_only_w3c(h: &HeaderMap) {
+    for name in NOT_W3C {
+        assert!(
+            h.get(*name).is_none(),
+            "a W3C-only propagator does not write {name}: {:?}",
+            h.get(*name)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_propagator_continues_traceparent_ignores_b3_injects_only_w3c() {
+    let (front, seen) = start().await;
+    let trace = "f1000000000000000000000000000001";
+    let parent = "e100000000000001";
+    let b3_trace = "f2000000000000000000000000000002";
+    let res = reqwest::Client::new()
+        .get(format!("http://{front}/front/w3c-and-b3"))
+        .header("traceparent", format!("00-{trace}-{parent}-01"))
+        .header("tracestate", "congo=t61rcWkgMzE")
+        .header("x-b3-traceid", b3_trace)
+        .header("x-b3-spanid", "e200000000000002")
+        .header("x-b3-sampled", "1")
+        .header("x-request-id", "3e1c6d4a-5b2f-4c8e-9d7a-1f0b2c3d4e5f")
+        .header("x-ot-span-context", "opaque")
+        .header("baggage", "user=alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A gRPC call from the handler would carry only the W3C headers too.
+    assert_eq!(res.text().await.unwrap(), "traceparent,tracestate");
+
+    let trace_id = TraceId::from_hex(trace).unwrap();
+    let spans = spans_of(trace_id, 2).await;
+    let server = one(&spans, "GET /front/{tag}", SpanKind::Server);
+    let client = one(&spans, "GET", SpanKind::Client);
+    // The incoming traceparent is the parent; B3 was never read, so nothing links to it.
+    assert_eq!(server.parent_span_id.to_string(), parent);
+    assert!(server.parent_span_is_remote);
+    assert!(
+        server.links.is_empty(),
+        "B3 is not extracted by a W3C-only propagator: {:?}",
+        server.links.links
+    );
+    assert_eq!(client.parent_span_id, server.span_context.span_id());
+    assert!(spans_of(TraceId::from_hex(b3_trace).unwrap(), 0)
+        .await
+        .is_empty());
+
+    let h = seen_for(&seen, "w3c-and-b3");
+    let (out_trace, out_span, flags) = traceparent_of(&h);
+    assert_eq!(out_trace, trace_id);
+    assert_eq!(out_span, client.span_context.span_id());
+    assert_eq!(flags, "01");
+    assert_eq!(h["tracestate"], "congo=t61rcWkgMzE");
+    assert_only_w3c(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_propagator_starts_a_new_trace_when_only_b3_came_in() {
+    let (front, seen) = start().await;
+    let b3_trace = "f3000000000000000000000000000003";
+    let res = reqwest::Client::new()
+        .get(format!("http://{front}/front/b3-only"))
+        .header("x-b3-traceid", b3_trace)
+        .header("x-b3-spanid", "e300000000000003")
+        .header("x-b3-sampled", "1")
+        .header("x-request-id", "only-b3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The SDK's propagator always writes `tracestate`, empty for a trace of our own.
+    assert_eq!(res.text().await.unwrap(), "traceparent,tracestate");
+
+    let h = seen_for(&seen, "b3-only");
+    let (out_trace, out_span, _) = traceparent_of(&h);
+    assert_ne!(
+        out_trace,
+        TraceId::from_hex(b3_trace).unwrap(),
+        "B3 ignored"
+    );
+    assert_only_w3c(&h);
+    assert!(h.get("tracestate").is_none_or(|v| v.is_empty()));
+
+    let spans = spans_of(out_trace, 2).await;
+    let server = one(&spans, "GET /front/{tag}", SpanKind::Server);
+    let client = one(&spans, "GET", SpanKind::Client);
+    assert_eq!(server.parent_span_id, SpanId::INVALID, "a new root");
+    assert_eq!(client.parent_span_id, server.span_context.span_id());
+    assert_eq!(out_span, client.span_context.span_id());
+}
