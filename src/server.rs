@@ -29,6 +29,16 @@ use tracing_opentelemetry::{OpenTelemetrySpanExt, SetParentError};
 /// Envoy's retry counter (`1` on the first try), recorded on the server span.
 const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 
+/// The request headers recorded on the server span, with their attribute keys
+/// (`http.request.header.<name>`).
+const RECORDED_HEADERS: [(HeaderName, &str); 2] = [
+    (X_REQUEST_ID, "http.request.header.x-request-id"),
+    (
+        X_ENVOY_ATTEMPT_COUNT,
+        "http.request.header.x-envoy-attempt-count",
+    ),
+];
+
 type Filter = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
 
 /// Opens a server span per request with the caller's trace as its parent.
@@ -232,7 +242,7 @@ fn start<B>(req: &Request<B>, propagator: Option<&MeshPropagator>) -> State {
     {
         span.set_attribute(semconv::USER_AGENT_ORIGINAL, agent.to_owned());
     }
-    span::record_request_headers(&span, headers, &[X_REQUEST_ID, X_ENVOY_ATTEMPT_COUNT]);
+    span::record_request_headers(&span, headers, &RECORDED_HEADERS);
 
     // `set_parent` also succeeds, doing nothing, when an OpenTelemetry layer is installed but
     // its own filter leaves this span out; only a started span with a context says the span
@@ -319,5 +329,18 @@ where
                 Err(e)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RECORDED_HEADERS;
+    use opentelemetry_semantic_conventions::attribute::HTTP_REQUEST_HEADER;
+
+    #[test]
+    fn recorded_header_keys_follow_the_convention() {
+        for (name, key) in RECORDED_HEADERS {
+            assert_eq!(key, format!("{HTTP_REQUEST_HEADER}.{}", name.as_str()));
+        }
     }
 }

@@ -458,3 +458,37 @@ fn empty_baggage_is_not_injected() {
     assert!(h.get("baggage").is_none());
     assert_eq!(encode_baggage(&Baggage::new()), None);
 }
+
+/// Baggage the application did not change goes out as it came: order, spacing and encoding
+/// kept, through derived contexts too. Changed or partly invalid baggage is re-encoded.
+#[test]
+fn unchanged_baggage_is_forwarded_as_received() {
+    let p = MeshPropagator::istio();
+    let inject = |cx: &Context| {
+        let mut out = HeaderMap::new();
+        p.inject_into_headers(cx, &mut out);
+        let mut generic = HashMap::new();
+        p.inject_context(cx, &mut generic);
+        let fast = out.get("baggage").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(fast, generic.get("baggage").cloned(), "both paths agree");
+        fast
+    };
+    let mut h = HeaderMap::new();
+    h.append("baggage", HeaderValue::from_static("zeta=1 , alpha=caf%C3%A9;ttl=30"));
+    h.append("baggage", HeaderValue::from_static("mid=x"));
+    let cx = p.extract_from_headers(&h);
+    let received = "zeta=1 , alpha=caf%C3%A9;ttl=30,mid=x";
+    assert_eq!(inject(&cx).as_deref(), Some(received));
+    // A context derived from it (a child span's, say) still carries the same baggage.
+    assert_eq!(inject(&cx.with_value(7u8)).as_deref(), Some(received));
+
+    // Replaced baggage, even with equal content, is encoded from what the context holds.
+    let replaced = cx.with_baggage([opentelemetry::KeyValue::new("mid", "y")]);
+    assert_eq!(inject(&replaced).as_deref(), Some("mid=y"));
+
+    // An invalid member is never forwarded: the valid ones are re-encoded without it.
+    let mut h = HeaderMap::new();
+    h.insert("baggage", HeaderValue::from_static("a=1, bad member"));
+    let cx = p.extract_from_headers(&h);
+    assert_eq!(inject(&cx).as_deref(), Some("a=1"));
+}

@@ -97,16 +97,33 @@ pub(crate) fn server_host_port<'a>(
         return Some((host, uri.port_u16()));
     }
     let raw = headers.get(http::header::HOST)?.to_str().ok()?;
-    let authority: http::uri::Authority = raw.parse().ok()?;
-    // The host is the start of the header; borrow it from there rather than from the parsed copy.
-    let host = raw.get(..authority.host().len())?;
-    Some((host, authority.port_u16()))
+    let (host, port) = match raw.strip_prefix('[') {
+        // An IPv6 literal keeps its brackets, as `Uri::host` gives it.
+        Some(rest) => {
+            let end = rest.find(']')? + 2;
+            (&raw[..end], raw[end..].strip_prefix(':'))
+        }
+        None => match raw.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (raw, None),
+        },
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    (!host.is_empty() && !host.contains(['/', '@', ' '])).then_some((host, port))
 }
 
 /// `http.request.header.<name>` for the request headers the mesh cares about, as the string
-/// arrays the semantic conventions define.
-pub(crate) fn record_request_headers(span: &Span, headers: &HeaderMap, names: &[HeaderName]) {
-    for name in names {
+/// arrays the semantic conventions define. Each name comes with its attribute key, spelled
+/// out so that no key is built per request.
+pub(crate) fn record_request_headers(
+    span: &Span,
+    headers: &HeaderMap,
+    names: &[(HeaderName, &'static str)],
+) {
+    for (name, key) in names {
         let values: Vec<opentelemetry::StringValue> = headers
             .get_all(name)
             .iter()
@@ -114,10 +131,7 @@ pub(crate) fn record_request_headers(span: &Span, headers: &HeaderMap, names: &[
             .map(|v| v.to_owned().into())
             .collect();
         if !values.is_empty() {
-            span.set_attribute(
-                format!("{}.{}", semconv::HTTP_REQUEST_HEADER, name.as_str()),
-                Value::Array(values.into()),
-            );
+            span.set_attribute(*key, Value::Array(values.into()));
         }
     }
 }
@@ -197,4 +211,48 @@ pub(crate) fn record_error(span: &Span, error_type: &'static str, message: Strin
         ],
     );
     span.set_status(Status::error(message));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_host_port;
+    use http::{HeaderMap, Uri};
+
+    type HostPort = Option<(&'static str, Option<u16>)>;
+
+    #[rustfmt::skip]
+    const HOSTS: &[(&str, HostPort)] = &[
+        ("reviews:9080",        Some(("reviews", Some(9080)))),
+        ("reviews",             Some(("reviews", None))),
+        ("10.0.0.7:80",         Some(("10.0.0.7", Some(80)))),
+        ("[::1]:8080",          Some(("[::1]", Some(8080)))),
+        ("[::1]",               Some(("[::1]", None))),
+        ("[::1",                None),
+        ("reviews:http",        None),
+        ("reviews:99999",       None),
+        (":80",                 None),
+        ("user@reviews",        None),
+    ];
+
+    #[test]
+    fn host_header() {
+        for (host, want) in HOSTS {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::HOST, host.parse().unwrap());
+            assert_eq!(
+                server_host_port(&Uri::from_static("/x"), &h),
+                *want,
+                "{host:?}"
+            );
+        }
+        // The URI's authority (HTTP/2 `:authority`) comes first.
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, "other:1".parse().unwrap());
+        let uri = Uri::from_static("http://reviews:9080/x");
+        assert_eq!(server_host_port(&uri, &h), Some(("reviews", Some(9080))));
+        assert_eq!(
+            server_host_port(&Uri::from_static("/x"), &HeaderMap::new()),
+            None
+        );
+    }
 }

@@ -132,26 +132,6 @@ pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
     })
 }
 
-/// True when `raw`, a header value, holds exactly the members of `baggage` and nothing
-/// invalid: it can then be forwarded as it came.
-///
-/// ```
-/// use meshtrace::propagation::baggage::{is_encoding_of, parse_baggage};
-/// let (b, _) = parse_baggage(&[b"user=alice,tier=gold;ttl=30".as_slice()]);
-/// assert!(is_encoding_of(b"tier=gold;ttl=30, user=alice", &b));
-/// assert!(!is_encoding_of(b"user=alice", &b));
-/// ```
-pub fn is_encoding_of(raw: &[u8], baggage: &Baggage) -> bool {
-    let (parsed, dropped) = parse_baggage(&[raw]);
-    dropped == 0
-        && parsed.len() == baggage.len()
-        && parsed.iter().all(|(key, (value, metadata))| {
-            baggage
-                .get_with_metadata(key.as_str())
-                .is_some_and(|(v, m)| v == value && m == metadata)
-        })
-}
-
 /// Parses all `baggage` lines, in order, into a [`Baggage`]. Returns how many members were
 /// dropped (malformed, or past the limits).
 ///

@@ -249,9 +249,44 @@ pub struct MeshContext {
     sampling_only: Option<SamplingState>,
     losing: Vec<LosingContext>,
     errors: Vec<ExtractError>,
-    /// The incoming `baggage` lines joined, kept when every member was valid so that
-    /// baggage the application did not change goes out byte-for-byte.
-    baggage_raw: Option<bytes::Bytes>,
+    /// The incoming baggage, kept when every member was valid so that baggage the
+    /// application did not change goes out byte-for-byte.
+    baggage_received: Option<ReceivedBaggage>,
+}
+
+/// The `baggage` lines as received (joined), and a context holding the [`Baggage`] they were
+/// parsed into.
+///
+/// Holding that context keeps the `Baggage` allocation alive, so no other baggage can ever
+/// sit at its address: at inject, "the context's baggage is this very allocation" is a
+/// pointer comparison, and it means the application did not replace the baggage.
+///
+/// [`Baggage`]: opentelemetry::baggage::Baggage
+#[derive(Clone)]
+struct ReceivedBaggage {
+    raw: bytes::Bytes,
+    parsed: Context,
+}
+
+impl ReceivedBaggage {
+    /// The received bytes, if `cx` still carries the baggage they were parsed into.
+    fn unchanged_in(&self, cx: &Context) -> Option<&[u8]> {
+        std::ptr::eq(self.parsed.baggage(), cx.baggage()).then_some(&self.raw[..])
+    }
+}
+
+impl PartialEq for ReceivedBaggage {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for ReceivedBaggage {}
+
+impl fmt::Debug for ReceivedBaggage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReceivedBaggage").field(&self.raw).finish()
+    }
 }
 
 impl MeshContext {
@@ -302,7 +337,7 @@ impl MeshContext {
             && self.sampling_only.is_none()
             && self.losing.is_empty()
             && self.errors.is_empty()
-            && self.baggage_raw.is_none()
+            && self.baggage_received.is_none()
     }
 }
 
@@ -971,14 +1006,18 @@ impl MeshPropagator {
             let (baggage, dropped) = baggage::parse_baggage(baggage_lines);
             if dropped > 0 {
                 mesh.errors.push(ExtractError::Baggage(dropped));
-            } else if !baggage.is_empty() {
-                mesh.baggage_raw = Some(match baggage_lines {
-                    [one] => bytes::Bytes::copy_from_slice(one),
-                    many => many.join(&b","[..]).into(),
-                });
             }
             if !baggage.is_empty() {
                 out = out.with_baggage(baggage);
+                if dropped == 0 {
+                    mesh.baggage_received = Some(ReceivedBaggage {
+                        raw: match baggage_lines {
+                            [one] => bytes::Bytes::copy_from_slice(one),
+                            many => many.join(&b","[..]).into(),
+                        },
+                        parsed: out.clone(),
+                    });
+                }
             }
         }
         if !mesh.is_empty() {
@@ -1057,10 +1096,7 @@ impl MeshPropagator {
             let baggage = cx.baggage();
             if !baggage.is_empty() {
                 // Baggage as received, unless the application changed it.
-                match mesh
-                    .and_then(|m| m.baggage_raw.as_deref())
-                    .filter(|raw| baggage::is_encoding_of(raw, baggage))
-                {
+                match mesh.and_then(|m| m.baggage_received.as_ref()?.unchanged_in(cx)) {
                     Some(raw) => out.put(&H_BAGGAGE, |buf| buf.extend_from_slice(raw)),
                     None => out.put(&H_BAGGAGE, |buf| baggage::encode_baggage_into(baggage, buf)),
                 }
