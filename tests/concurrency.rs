@@ -8,6 +8,7 @@
 ))]
 
 mod mesh;
+mod support;
 
 use mesh::{trace_id_of, Mesh};
 use meshtrace::server::MeshServerLayer;
@@ -52,7 +53,7 @@ async fn a_thousand_concurrent_requests_keep_their_own_context() {
         assert_eq!(body, format!("back {i}"));
     }
 
-    let seen = mesh.seen.lock().unwrap().clone();
+    let seen = mesh.received();
     assert_eq!(seen.len(), REQUESTS);
     let mut by_request: HashMap<String, usize> = HashMap::new();
     for h in &seen {

@@ -9,11 +9,13 @@
 ))]
 
 mod mesh;
+mod support;
 
 use mesh::{assert_chain, attr, span_id_of, spans_of, trace_id_of, Mesh};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use opentelemetry::Value;
+use support::one;
 
 const REQUEST_ID: &str = "5b1f1a0e-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
 const OT_SPAN_CONTEXT: &str = "opaque/lightstep;ctx=Zm9vYmFy";
@@ -35,19 +37,6 @@ const CHAIN: [(&str, SpanKind); 8] = [
     ("GET /back/{id}", SERVER),
 ];
 
-fn by_kind<'a>(
-    spans: &'a [opentelemetry_sdk::trace::SpanData],
-    name: &str,
-    kind: SpanKind,
-) -> &'a opentelemetry_sdk::trace::SpanData {
-    let found: Vec<_> = spans
-        .iter()
-        .filter(|s| s.name == name && s.span_kind == kind)
-        .collect();
-    assert_eq!(found.len(), 1, "one {kind:?} span named {name:?}");
-    found[0]
-}
-
 /// Checks the chain; spans with the same name (the gRPC client and server) are told apart
 /// by kind.
 fn assert_full_chain(spans: &[opentelemetry_sdk::trace::SpanData]) {
@@ -58,8 +47,8 @@ fn assert_full_chain(spans: &[opentelemetry_sdk::trace::SpanData]) {
         spans.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
     for w in CHAIN.windows(2) {
-        let parent = by_kind(spans, w[0].0, w[0].1.clone());
-        let child = by_kind(spans, w[1].0, w[1].1.clone());
+        let parent = one(spans, w[0].0, w[0].1.clone());
+        let child = one(spans, w[1].0, w[1].1.clone());
         assert_eq!(
             child.parent_span_id,
             parent.span_context.span_id(),
@@ -111,7 +100,7 @@ async fn envoy_b3_request_makes_one_unbroken_trace() {
     assert_full_chain(&spans);
 
     // The front server span's parent is Envoy's span.
-    let front = by_kind(&spans, "GET /front/{id}", SERVER);
+    let front = one(&spans, "GET /front/{id}", SERVER);
     assert_eq!(front.parent_span_id.to_string(), envoy_span);
     assert!(front.parent_span_is_remote);
     assert_eq!(attr(front, "http.request.method"), Some(s("GET")));
@@ -139,8 +128,8 @@ async fn envoy_b3_request_makes_one_unbroken_trace() {
     );
     assert_eq!(front.status, Status::Unset);
 
-    let grpc_client = by_kind(&spans, "meshtrace.test.Relay/Forward", CLIENT);
-    let grpc_server = by_kind(&spans, "meshtrace.test.Relay/Forward", SERVER);
+    let grpc_client = one(&spans, "meshtrace.test.Relay/Forward", CLIENT);
+    let grpc_server = one(&spans, "meshtrace.test.Relay/Forward", SERVER);
     for grpc in [grpc_client, grpc_server] {
         assert_eq!(attr(grpc, "rpc.system"), Some(s("grpc")));
         assert_eq!(attr(grpc, "rpc.service"), Some(s("meshtrace.test.Relay")));
@@ -160,7 +149,7 @@ async fn envoy_b3_request_makes_one_unbroken_trace() {
         Some(header_attr(&[REQUEST_ID]))
     );
 
-    let http_client = by_kind(&spans, "GET", CLIENT);
+    let http_client = one(&spans, "GET", CLIENT);
     assert_eq!(attr(http_client, "http.request.method"), Some(s("GET")));
     assert_eq!(attr(http_client, "server.address"), Some(s("127.0.0.1")));
     assert_eq!(
@@ -194,7 +183,7 @@ async fn envoy_b3_request_makes_one_unbroken_trace() {
     );
     assert_eq!(h["x-b3-sampled"], "1");
     assert!(h.get("x-b3-parentspanid").is_none(), "never injected");
-    let back = by_kind(&spans, "GET /back/{id}", SERVER);
+    let back = one(&spans, "GET /back/{id}", SERVER);
     assert_eq!(back.parent_span_id, http_client.span_context.span_id());
 }
 
@@ -213,19 +202,16 @@ async fn traceparent_alone_is_continued() {
     let trace_id = trace_id_of(incoming);
     let spans = spans_of(trace_id, CHAIN.len()).await;
     assert_full_chain(&spans);
-    let front = by_kind(&spans, "GET /front/{id}", SERVER);
+    let front = one(&spans, "GET /front/{id}", SERVER);
     assert_eq!(front.parent_span_id, span_id_of(incoming));
 
     let back_hits: Vec<_> = mesh
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
+        .received()
+        .into_iter()
         .filter(|h| {
             h.get("traceparent")
                 .is_some_and(|v| trace_id_of(v.to_str().unwrap()) == trace_id)
         })
-        .cloned()
         .collect();
     assert_eq!(back_hits.len(), 1);
     let h = &back_hits[0];
@@ -247,14 +233,14 @@ async fn nothing_coming_in_starts_a_new_trace_with_a_generated_request_id() {
     assert_eq!(res.status(), 200);
 
     // Find the trace through what the back service received.
-    let seen: Vec<_> = mesh.seen.lock().unwrap().clone();
+    let seen = mesh.received();
     assert_eq!(seen.len(), 1);
     let h = &seen[0];
     let traceparent = h["traceparent"].to_str().unwrap();
     let trace_id = trace_id_of(traceparent);
     let spans = spans_of(trace_id, CHAIN.len()).await;
     assert_full_chain(&spans);
-    let front = by_kind(&spans, "GET /front/{id}", SERVER);
+    let front = one(&spans, "GET /front/{id}", SERVER);
     assert_eq!(
         front.parent_span_id,
         opentelemetry::trace::SpanId::INVALID,
@@ -285,14 +271,14 @@ async fn grpc_error_marks_client_and_server_spans() {
         .unwrap();
     assert_eq!(res.status(), 502);
     let spans = spans_of(TraceId::from_hex(trace_id).unwrap(), 6).await;
-    let client = by_kind(&spans, "meshtrace.test.Relay/Forward", CLIENT);
-    let server = by_kind(&spans, "meshtrace.test.Relay/Forward", SERVER);
+    let client = one(&spans, "meshtrace.test.Relay/Forward", CLIENT);
+    let server = one(&spans, "meshtrace.test.Relay/Forward", SERVER);
     for s in [client, server] {
         assert_eq!(attr(s, "rpc.grpc.status_code"), Some(Value::I64(13)));
         assert_eq!(s.status, Status::error("INTERNAL: relay was asked to fail"));
     }
     // The front answered 502: a gateway error is the server's failure too.
-    let front = by_kind(&spans, "GET /front/{id}", SERVER);
+    let front = one(&spans, "GET /front/{id}", SERVER);
     assert_eq!(
         attr(front, "http.response.status_code"),
         Some(Value::I64(502))
@@ -316,15 +302,15 @@ async fn http_503_marks_client_and_server_spans() {
         .unwrap();
     assert_eq!(res.status(), 502);
     let spans = spans_of(TraceId::from_hex(trace_id).unwrap(), CHAIN.len()).await;
-    let client = by_kind(&spans, "GET", CLIENT);
-    let back = by_kind(&spans, "GET /back/{id}", SERVER);
+    let client = one(&spans, "GET", CLIENT);
+    let back = one(&spans, "GET /back/{id}", SERVER);
     for sp in [client, back] {
         assert_eq!(attr(sp, "http.response.status_code"), Some(Value::I64(503)));
         assert_eq!(attr(sp, "error.type"), Some(s("503")));
         assert!(matches!(sp.status, Status::Error { .. }), "{:?}", sp.status);
     }
     // The relay turned the 503 into UNAVAILABLE, a server-side failure.
-    let relay = by_kind(&spans, "meshtrace.test.Relay/Forward", SERVER);
+    let relay = one(&spans, "meshtrace.test.Relay/Forward", SERVER);
     assert_eq!(attr(relay, "rpc.grpc.status_code"), Some(Value::I64(14)));
     assert!(matches!(relay.status, Status::Error { .. }));
 }
@@ -354,8 +340,8 @@ async fn server_streaming_span_ends_after_the_last_message() {
     .instrument(root)
     .await;
     let spans = spans_of(trace_id, 3).await;
-    let client = by_kind(&spans, "meshtrace.test.Relay/Count", CLIENT);
-    let server = by_kind(&spans, "meshtrace.test.Relay/Count", SERVER);
+    let client = one(&spans, "meshtrace.test.Relay/Count", CLIENT);
+    let server = one(&spans, "meshtrace.test.Relay/Count", SERVER);
     assert_eq!(server.parent_span_id, client.span_context.span_id());
     for s in [client, server] {
         let took = s.end_time.duration_since(s.start_time).unwrap();

@@ -8,21 +8,21 @@
 //! not `mesh::exporter()`, which would register the Istio propagator.
 #![cfg(all(feature = "axum", feature = "reqwest", feature = "tonic"))]
 
+mod common;
+mod support;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use meshtrace::client::reqwest::MeshTracing;
 use meshtrace::client::tonic::MeshInterceptor;
 use meshtrace::server::MeshServerLayer;
-use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use reqwest_middleware::ClientWithMiddleware;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
+use support::{one, seen_for, Caller, Seen};
 use tonic::service::Interceptor;
-use tracing_subscriber::layer::SubscriberExt;
 
 /// Installs, once, the OpenTelemetry layer with an in-memory exporter, and registers the
 /// W3C trace-context propagator as opentelemetry's global propagator.
@@ -33,10 +33,7 @@ fn exporter() -> &'static InMemorySpanExporter {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_subscriber::filter::LevelFilter::INFO)
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("foreign-tests")));
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+        support::set_global_otel_subscriber(&provider, "foreign-tests");
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
@@ -47,67 +44,20 @@ fn exporter() -> &'static InMemorySpanExporter {
 
 /// The finished spans of one trace, waiting (bounded) until there are at least `want`.
 async fn spans_of(trace_id: TraceId, want: usize) -> Vec<SpanData> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let spans: Vec<SpanData> = exporter()
-            .get_finished_spans()
-            .expect("in-memory exporter")
-            .into_iter()
-            .filter(|s| s.span_context.trace_id() == trace_id)
-            .collect();
-        if spans.len() >= want || tokio::time::Instant::now() > deadline {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_for_spans(exporter(), trace_id, want).await
 }
 
-fn one<'a>(spans: &'a [SpanData], name: &str, kind: SpanKind) -> &'a SpanData {
-    let found: Vec<&SpanData> = spans
-        .iter()
-        .filter(|s| s.name == name && s.span_kind == kind)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {kind:?} span named {name:?} in {:?}",
-        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
-    );
-    found[0]
-}
-
-/// Headers no W3C-only propagator writes.
-const NOT_W3C: &[&str] = &[
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "x-request-id",
-    "x-ot-span-context",
-    "baggage",
-];
-
-async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    (listener, addr)
-}
-
-type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
-
-#[derive(Clone)]
-struct Front {
-    client: ClientWithMiddleware,
-    back: String,
+/// Headers no W3C-only propagator writes: all the Istio preset's but `traceparent` and
+/// `tracestate` (B3, baggage, pass-through).
+fn not_w3c() -> Vec<&'static str> {
+    let mut names = common::trace_headers();
+    names.retain(|n| !common::W3C_HEADERS.contains(n));
+    names
 }
 
 /// Calls the back service through reqwest-middleware, and answers with the header names
 /// `MeshInterceptor` would put on a gRPC call made here.
-async fn front_handler(State(f): State<Front>, Path(tag): Path<String>) -> (StatusCode, String) {
+async fn front_handler(State(c): State<Caller>, Path(tag): Path<String>) -> (StatusCode, String) {
     let grpc = MeshInterceptor::new()
         .call(tonic::Request::new(()))
         .expect("the interceptor never refuses");
@@ -119,55 +69,21 @@ async fn front_handler(State(f): State<Front>, Path(tag): Path<String>) -> (Stat
         .map(|k| k.as_str().to_owned())
         .collect();
     grpc_names.sort();
-    match f.client.get(format!("{}/back/{tag}", f.back)).send().await {
-        Ok(r) if r.status().is_success() => (StatusCode::OK, grpc_names.join(",")),
-        Ok(r) => (StatusCode::BAD_GATEWAY, r.status().to_string()),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    match c.call(&tag).await {
+        Ok(()) => (StatusCode::OK, grpc_names.join(",")),
+        Err(answer) => answer,
     }
 }
 
 /// A recording back service and a front service (`MeshServerLayer`, reqwest `MeshTracing`).
 async fn start() -> (SocketAddr, Seen) {
     exporter();
-    let seen: Seen = Arc::default();
-    let back_app = Router::new()
-        .route(
-            "/back/{tag}",
-            get(
-                |State(seen): State<Seen>, Path(tag): Path<String>, headers: HeaderMap| async move {
-                    seen.lock().expect("lock").push((tag, headers));
-                    "back"
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let (back_listener, back) = listen().await;
-    tokio::spawn(async move { axum::serve(back_listener, back_app).await });
-
+    let (back, seen) = support::start_back().await;
     let front_app = Router::new()
         .route("/front/{tag}", get(front_handler))
-        .with_state(Front {
-            client: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                .with(MeshTracing::new())
-                .build(),
-            back: format!("http://{back}"),
-        })
+        .with_state(Caller::new(back))
         .layer(MeshServerLayer::new());
-    let (front_listener, front) = listen().await;
-    tokio::spawn(async move { axum::serve(front_listener, front_app).await });
-    (front, seen)
-}
-
-fn seen_for(seen: &Seen, tag: &str) -> HeaderMap {
-    let hits: Vec<HeaderMap> = seen
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|(t, _)| t == tag)
-        .map(|(_, h)| h.clone())
-        .collect();
-    assert_eq!(hits.len(), 1, "one back request tagged {tag:?}");
-    hits.into_iter().next().expect("one")
+    (support::serve(front_app).await, seen)
 }
 
 fn traceparent_of(h: &HeaderMap) -> (TraceId, SpanId, String) {
@@ -187,11 +103,11 @@ fn traceparent_of(h: &HeaderMap) -> (TraceId, SpanId, String) {
 }
 
 fn assert_only_w3c(h: &HeaderMap) {
-    for name in NOT_W3C {
+    for name in not_w3c() {
         assert!(
-            h.get(*name).is_none(),
+            h.get(name).is_none(),
             "a W3C-only propagator does not write {name}: {:?}",
-            h.get(*name)
+            h.get(name)
         );
     }
 }

@@ -13,14 +13,16 @@
     feature = "sdk"
 ))]
 
+mod common;
 mod mesh;
+mod support;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use mesh::{attr, span_id_of, spans_of, trace_id_of};
-use meshtrace::client::reqwest::{MeshTracing, RequestBuilderExt};
+use meshtrace::client::reqwest::RequestBuilderExt;
 use meshtrace::client::tonic::MeshInterceptor;
 use meshtrace::client::{DisablePropagation, SpanName};
 use meshtrace::server::MeshServerLayer;
@@ -28,10 +30,11 @@ use meshtrace::MeshPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt, TraceId};
 use opentelemetry::{Context, Key, Value};
 use opentelemetry_sdk::trace::SpanData;
-use reqwest_middleware::ClientWithMiddleware;
+use reqwest_middleware::RequestBuilder;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use support::{one, seen_for, serve, start_back, wait_for_partner, Caller};
 use tonic::service::Interceptor;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -39,74 +42,6 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Every trace, baggage and pass-through header the Istio preset reads or writes.
-const TRACE_HEADERS: &[&str] = &[
-    "traceparent",
-    "tracestate",
-    "baggage",
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "x-request-id",
-    "x-ot-span-context",
-];
-
-async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    (listener, addr)
-}
-
-fn serve(listener: tokio::net::TcpListener, app: Router) {
-    tokio::spawn(async move { axum::serve(listener, app).await });
-}
-
-/// What a back service received: request path and headers, in arrival order.
-type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
-
-/// A back service (no layer: it only records) answering `GET /back/{tag}`.
-async fn start_back() -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let app = Router::new()
-        .route(
-            "/back/{tag}",
-            get(
-                |State(seen): State<Seen>, Path(tag): Path<String>, headers: HeaderMap| async move {
-                    seen.lock().expect("lock").push((tag.clone(), headers));
-                    format!("back {tag}")
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let (listener, addr) = listen().await;
-    serve(listener, app);
-    (format!("http://{addr}"), seen)
-}
-
-/// The headers the back service received for `tag` (exactly one request).
-fn seen_for(seen: &Seen, tag: &str) -> HeaderMap {
-    let hits: Vec<HeaderMap> = seen
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|(t, _)| t == tag)
-        .map(|(_, h)| h.clone())
-        .collect();
-    assert_eq!(hits.len(), 1, "one back request tagged {tag:?}");
-    hits.into_iter().next().expect("one")
-}
-
-fn traced_client() -> ClientWithMiddleware {
-    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(MeshTracing::new())
-        .build()
-}
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name)
@@ -124,32 +59,9 @@ fn current_trace_id() -> TraceId {
     Span::current().context().span().span_context().trace_id()
 }
 
-/// The one span among `spans` with this name and kind.
-fn one<'a>(spans: &'a [SpanData], name: &str, kind: SpanKind) -> &'a SpanData {
-    let found: Vec<&SpanData> = spans
-        .iter()
-        .filter(|s| s.name == name && s.span_kind == kind)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {kind:?} span named {name:?} in {:?}",
-        spans
-            .iter()
-            .map(|s| (&s.name, &s.span_kind))
-            .collect::<Vec<_>>()
-    );
-    found[0]
-}
-
 /// Finished spans of `trace_id`, right now (no waiting).
 fn finished_now(trace_id: TraceId) -> Vec<SpanData> {
-    mesh::exporter()
-        .get_finished_spans()
-        .expect("in-memory exporter")
-        .into_iter()
-        .filter(|s| s.span_context.trace_id() == trace_id)
-        .collect()
+    support::finished_spans(mesh::exporter(), trace_id)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,8 +77,7 @@ async fn filtered_requests_get_no_span_and_no_extraction() {
         .route("/healthz", get(handler))
         .route("/work", get(handler))
         .layer(MeshServerLayer::new().filter(|p| p.uri.path() != "/healthz"));
-    let (listener, addr) = listen().await;
-    serve(listener, app);
+    let addr = serve(app).await;
     let client = reqwest::Client::new();
 
     let healthz_trace = "a1000000000000000000000000000001";
@@ -234,10 +145,8 @@ async fn generated_request_id_only_when_missing_and_only_when_asked() {
     let default = Router::new()
         .route("/id", get(handler))
         .layer(MeshServerLayer::new());
-    let (l1, generating_addr) = listen().await;
-    serve(l1, generating);
-    let (l2, default_addr) = listen().await;
-    serve(l2, default);
+    let generating_addr = serve(generating).await;
+    let default_addr = serve(default).await;
     let client = reqwest::Client::new();
     let get_id = |addr: SocketAddr, id: Option<&'static str>| {
         let mut req = client.get(format!("http://{addr}/id"));
@@ -274,36 +183,20 @@ async fn generated_request_id_only_when_missing_and_only_when_asked() {
 // 3. Per-call options on reqwest-middleware
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone)]
-struct Caller {
-    client: ClientWithMiddleware,
-    back: String,
+/// Sends `req` and answers with the back service's status and body.
+async fn relay(req: RequestBuilder) -> (StatusCode, String) {
+    match req.send().await {
+        Ok(r) => (r.status(), r.text().await.unwrap_or_default()),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
 }
 
 async fn call_disabled(State(c): State<Caller>) -> (StatusCode, String) {
-    let res = c
-        .client
-        .get(format!("{}/back/disabled", c.back))
-        .with_extension(DisablePropagation)
-        .send()
-        .await;
-    match res {
-        Ok(r) => (r.status(), r.text().await.unwrap_or_default()),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
-    }
+    relay(c.get("disabled").with_extension(DisablePropagation)).await
 }
 
 async fn call_named(State(c): State<Caller>) -> (StatusCode, String) {
-    let res = c
-        .client
-        .get(format!("{}/back/named", c.back))
-        .with_extension(SpanName::new("charge card"))
-        .send()
-        .await;
-    match res {
-        Ok(r) => (r.status(), r.text().await.unwrap_or_default()),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
-    }
+    relay(c.get("named").with_extension(SpanName::new("charge card"))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,13 +206,9 @@ async fn per_call_options_disable_propagation_and_name_the_span() {
     let app = Router::new()
         .route("/disabled", get(call_disabled))
         .route("/named", get(call_named))
-        .with_state(Caller {
-            client: traced_client(),
-            back,
-        })
+        .with_state(Caller::new(back))
         .layer(MeshServerLayer::new());
-    let (listener, addr) = listen().await;
-    serve(listener, app);
+    let addr = serve(app).await;
     let client = reqwest::Client::new();
 
     // A fully traced request: W3C and B3 agreeing, baggage and pass-through headers.
@@ -343,11 +232,11 @@ async fn per_call_options_disable_propagation_and_name_the_span() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let h = seen_for(&seen, "disabled");
-    for name in TRACE_HEADERS {
+    for name in common::trace_headers() {
         assert!(
-            h.get(*name).is_none(),
+            h.get(name).is_none(),
             "DisablePropagation still sent {name}: {:?}",
-            h.get(*name)
+            h.get(name)
         );
     }
     // The client span is still recorded, in the caller's trace.
@@ -383,25 +272,35 @@ async fn per_call_options_disable_propagation_and_name_the_span() {
 // 4. Plain reqwest: RequestBuilderExt
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_reqwest_send_traced_makes_a_client_span() {
-    mesh::exporter();
-    let (back, seen) = start_back().await;
-    let root = tracing::info_span!("plain-reqwest-root");
+/// Makes the request `send` sends (a plain reqwest call, which must answer 200) inside `root`;
+/// returns the root span's trace and span ids.
+async fn send_in<F>(root: Span, send: impl FnOnce() -> F) -> (TraceId, SpanId)
+where
+    F: Future<Output = reqwest::Result<reqwest::Response>>,
+{
     let (trace_id, root_id) = async {
-        let cx = Span::current().context();
-        let sc = cx.span().span_context().clone();
-        let res = reqwest::Client::new()
-            .get(format!("{back}/back/send-traced"))
-            .send_traced()
-            .await
-            .unwrap();
+        let sc = Span::current().context().span().span_context().clone();
+        let res = send().await.unwrap();
         assert_eq!(res.status(), 200);
         (sc.trace_id(), sc.span_id())
     }
     .instrument(root)
     .await;
     assert_ne!(trace_id, TraceId::INVALID);
+    (trace_id, root_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_reqwest_send_traced_makes_a_client_span() {
+    mesh::exporter();
+    let (back, seen) = start_back().await;
+    let root = tracing::info_span!("plain-reqwest-root");
+    let (trace_id, root_id) = send_in(root, || {
+        reqwest::Client::new()
+            .get(format!("{back}/back/send-traced"))
+            .send_traced()
+    })
+    .await;
 
     let spans = spans_of(trace_id, 2).await;
     let client = one(&spans, "GET", SpanKind::Client);
@@ -429,20 +328,13 @@ async fn plain_reqwest_inject_context_names_the_current_span() {
     mesh::exporter();
     let (back, seen) = start_back().await;
     let root = tracing::info_span!("inject-context-root");
-    let (trace_id, root_id) = async {
-        let sc = Span::current().context().span().span_context().clone();
-        let res = reqwest::Client::new()
+    let (trace_id, root_id) = send_in(root, || {
+        reqwest::Client::new()
             .get(format!("{back}/back/inject-context"))
             .inject_context()
             .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        (sc.trace_id(), sc.span_id())
-    }
-    .instrument(root)
+    })
     .await;
-    assert_ne!(trace_id, TraceId::INVALID);
 
     let h = seen_for(&seen, "inject-context");
     let tp = header(&h, "traceparent");
@@ -565,8 +457,7 @@ async fn server_span_links_to_losing_contexts() {
     let app = Router::new()
         .route("/linked", get(|| async { "ok" }))
         .layer(MeshServerLayer::new());
-    let (listener, addr) = listen().await;
-    serve(listener, app);
+    let addr = serve(app).await;
     let client = reqwest::Client::new();
     let send = |headers: Vec<(&'static str, String)>| {
         let mut req = client.get(format!("http://{addr}/linked"));
@@ -690,25 +581,14 @@ struct Together {
 }
 
 async fn together(State(t): State<Together>, Path(tag): Path<String>) -> (StatusCode, String) {
-    // Both requests are in their handlers at once before either calls out. Bounded: a lone
-    // request fails instead of hanging.
-    if tokio::time::timeout(Duration::from_secs(5), t.barrier.wait())
-        .await
-        .is_err()
-    {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "no partner".into());
+    // Both requests are in their handlers at once before either calls out.
+    if let Err(answer) = wait_for_partner(&t.barrier).await {
+        return answer;
     }
     let trace_in_handler = current_trace_id();
-    let res = t
-        .caller
-        .client
-        .get(format!("{}/back/{tag}", t.caller.back))
-        .send()
-        .await;
-    match res {
-        Ok(r) if r.status().is_success() => (StatusCode::OK, trace_in_handler.to_string()),
-        Ok(r) => (StatusCode::BAD_GATEWAY, r.status().to_string()),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    match t.caller.call(&tag).await {
+        Ok(()) => (StatusCode::OK, trace_in_handler.to_string()),
+        Err(answer) => answer,
     }
 }
 
@@ -719,15 +599,11 @@ async fn concurrent_requests_keep_their_own_context() {
     let app = Router::new()
         .route("/together/{tag}", get(together))
         .with_state(Together {
-            caller: Caller {
-                client: traced_client(),
-                back,
-            },
+            caller: Caller::new(back),
             barrier: Arc::new(tokio::sync::Barrier::new(2)),
         })
         .layer(MeshServerLayer::new());
-    let (listener, addr) = listen().await;
-    serve(listener, app);
+    let addr = serve(app).await;
     let client = reqwest::Client::new();
 
     for round in 0..3 {
@@ -775,23 +651,6 @@ mod hop {
     use std::convert::Infallible;
     use tower::{Layer, ServiceExt};
 
-    /// Every header name a format of meshtrace reads.
-    const KNOWN: &[&str] = &[
-        "traceparent",
-        "tracestate",
-        "baggage",
-        "b3",
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-parentspanid",
-        "x-b3-sampled",
-        "x-b3-flags",
-        "x-request-id",
-        "x-ot-span-context",
-    ];
-
-    const PASS_THROUGH: &[&str] = &["x-request-id", "x-ot-span-context"];
-
     /// Valid values of the known headers (trace ids of their own, not shared with the
     /// other tests of this file).
     const TEMPLATES: &[&str] = &[
@@ -824,8 +683,8 @@ mod hop {
 
     fn name() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
-            6 => prop::sample::select(KNOWN).prop_map(|n| n.as_bytes().to_vec()),
-            1 => (prop::sample::select(KNOWN), any::<u64>()).prop_map(|(n, seed)| {
+            6 => prop::sample::select(common::trace_headers()).prop_map(|n| n.as_bytes().to_vec()),
+            1 => (prop::sample::select(common::trace_headers()), any::<u64>()).prop_map(|(n, seed)| {
                 n.bytes()
                     .enumerate()
                     .map(|(i, b)| if seed >> (i % 64) & 1 == 1 { b.to_ascii_uppercase() } else { b })
@@ -951,10 +810,10 @@ mod hop {
                 );
             }
             // Pass-through values go out byte-for-byte as one of the values received.
-            for name in PASS_THROUGH {
+            for name in common::PASS_THROUGH_HEADERS {
                 let received: Vec<&[u8]> =
-                    headers.get_all(*name).iter().map(|v| v.as_bytes()).collect();
-                for v in out.headers.get_all(*name) {
+                    headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+                for v in out.headers.get_all(name) {
                     prop_assert!(
                         received.contains(&v.as_bytes()),
                         "{name}: sent {v:?}, received {received:?}"

@@ -14,33 +14,19 @@
 //!   checks that the span really has an OpenTelemetry context.)
 #![cfg(all(feature = "axum", feature = "reqwest"))]
 
+mod common;
+mod support;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use meshtrace::client::reqwest::MeshTracing;
 use meshtrace::server::MeshServerLayer;
-use reqwest_middleware::ClientWithMiddleware;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use support::{Caller, Seen};
 use tracing::Span;
-
-/// Every trace, baggage and pass-through header the Istio preset reads or writes.
-const TRACE_HEADERS: &[&str] = &[
-    "traceparent",
-    "tracestate",
-    "baggage",
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "x-request-id",
-    "x-ot-span-context",
-];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Setup {
@@ -86,8 +72,8 @@ fn dispatch(setup: Setup) -> tracing::Dispatch {
     }
 }
 
-/// Runs `test` on a two-worker runtime with `setup` as the subscriber of every thread.
-fn run<F: Future<Output = ()>>(setup: Setup, test: impl FnOnce() -> F) {
+/// Runs `test(setup)` on a two-worker runtime with `setup` as the subscriber of every thread.
+fn run<F: Future<Output = ()>>(setup: Setup, test: impl FnOnce(Setup) -> F) {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2).enable_all();
     let dispatch = dispatch(setup);
@@ -102,24 +88,12 @@ fn run<F: Future<Output = ()>>(setup: Setup, test: impl FnOnce() -> F) {
             Some(tracing::dispatcher::set_default(&dispatch))
         }
     };
-    builder.build().expect("runtime").block_on(test());
+    builder.build().expect("runtime").block_on(test(setup));
 }
-
-async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    (listener, addr)
-}
-
-/// What the back service received: tag and headers, in arrival order.
-type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
 
 #[derive(Clone)]
 struct Front {
-    client: ClientWithMiddleware,
-    back: String,
+    caller: Caller,
     barrier: Arc<tokio::sync::Barrier>,
 }
 
@@ -127,21 +101,16 @@ struct Front {
 /// (subscriber-tracked) span, so each test can check its setup is the one it claims.
 async fn front_handler(State(f): State<Front>, Path(tag): Path<String>) -> (StatusCode, String) {
     let in_span = !Span::current().is_none();
-    let res = f.client.get(format!("{}/back/{tag}", f.back)).send().await;
-    match res {
-        Ok(r) if r.status().is_success() => (StatusCode::OK, in_span.to_string()),
-        Ok(r) => (StatusCode::BAD_GATEWAY, r.status().to_string()),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    match f.caller.call(&tag).await {
+        Ok(()) => (StatusCode::OK, in_span.to_string()),
+        Err(answer) => answer,
     }
 }
 
 /// Like `front_handler`, after waiting (bounded) until another request is in here too.
 async fn together_handler(State(f): State<Front>, Path(tag): Path<String>) -> (StatusCode, String) {
-    if tokio::time::timeout(Duration::from_secs(5), f.barrier.wait())
-        .await
-        .is_err()
-    {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "no partner".into());
+    if let Err(answer) = support::wait_for_partner(&f.barrier).await {
+        return answer;
     }
     front_handler(State(f), Path(tag)).await
 }
@@ -155,34 +124,16 @@ impl Services {
     /// A recording back service, and a front one with `MeshServerLayer` that calls it
     /// through reqwest-middleware with `MeshTracing`.
     async fn start() -> Services {
-        let seen: Seen = Arc::default();
-        let back_app = Router::new()
-            .route(
-                "/back/{tag}",
-                get(
-                    |State(seen): State<Seen>, Path(tag): Path<String>, headers: HeaderMap| async move {
-                        seen.lock().expect("lock").push((tag, headers));
-                        "back"
-                    },
-                ),
-            )
-            .with_state(seen.clone());
-        let (back_listener, back) = listen().await;
-        tokio::spawn(async move { axum::serve(back_listener, back_app).await });
-
+        let (back, seen) = support::start_back().await;
         let front_app = Router::new()
             .route("/front/{tag}", get(front_handler))
             .route("/together/{tag}", get(together_handler))
             .with_state(Front {
-                client: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                    .with(MeshTracing::new())
-                    .build(),
-                back: format!("http://{back}"),
+                caller: Caller::new(back),
                 barrier: Arc::new(tokio::sync::Barrier::new(2)),
             })
             .layer(MeshServerLayer::new());
-        let (front_listener, front) = listen().await;
-        tokio::spawn(async move { axum::serve(front_listener, front_app).await });
+        let front = support::serve(front_app).await;
         Services { front, seen }
     }
 
@@ -201,16 +152,7 @@ impl Services {
 
     /// The headers of the one back request tagged `tag`.
     fn seen(&self, tag: &str) -> HeaderMap {
-        let hits: Vec<HeaderMap> = self
-            .seen
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(t, _)| t == tag)
-            .map(|(_, h)| h.clone())
-            .collect();
-        assert_eq!(hits.len(), 1, "one back request tagged {tag:?}");
-        hits.into_iter().next().expect("one")
+        support::seen_for(&self.seen, tag)
     }
 }
 
@@ -264,7 +206,7 @@ async fn incoming_headers_are_forwarded_unchanged(setup: Setup) {
     assert_in_span(setup, &answer);
     let h = svc.seen("envoy");
     assert!(
-        TRACE_HEADERS.iter().any(|n| h.contains_key(*n)),
+        common::trace_headers().iter().any(|n| h.contains_key(*n)),
         "{setup:?}: not one trace, baggage or pass-through header reached the next hop: {h:?}"
     );
     // No span was made here: the same trace and the same span go on.
@@ -347,11 +289,11 @@ async fn nothing_valid_in_means_no_trace_headers_out(setup: Setup) {
         let answer = svc.send("front", tag, headers).await;
         assert_in_span(setup, &answer);
         let h = svc.seen(tag);
-        for name in TRACE_HEADERS {
+        for name in common::trace_headers() {
             assert!(
-                h.get(*name).is_none(),
+                h.get(name).is_none(),
                 "{setup:?} {tag}: {name} sent with nothing valid to propagate: {:?}",
-                h.get(*name)
+                h.get(name)
             );
         }
     }
@@ -396,63 +338,72 @@ async fn concurrent_requests_forward_their_own_headers(setup: Setup) {
 
 #[test]
 fn no_subscriber_forwards_incoming_headers_unchanged() {
-    run(Setup::NoSubscriber, || {
-        incoming_headers_are_forwarded_unchanged(Setup::NoSubscriber)
-    });
+    run(
+        Setup::NoSubscriber,
+        incoming_headers_are_forwarded_unchanged,
+    );
 }
 
 #[test]
 fn plain_registry_forwards_incoming_headers_unchanged() {
-    run(Setup::PlainRegistry, || {
-        incoming_headers_are_forwarded_unchanged(Setup::PlainRegistry)
-    });
+    run(
+        Setup::PlainRegistry,
+        incoming_headers_are_forwarded_unchanged,
+    );
 }
 
 #[test]
 fn no_subscriber_sends_no_trace_headers_when_nothing_valid_came_in() {
-    run(Setup::NoSubscriber, || {
-        nothing_valid_in_means_no_trace_headers_out(Setup::NoSubscriber)
-    });
+    run(
+        Setup::NoSubscriber,
+        nothing_valid_in_means_no_trace_headers_out,
+    );
 }
 
 #[test]
 fn plain_registry_sends_no_trace_headers_when_nothing_valid_came_in() {
-    run(Setup::PlainRegistry, || {
-        nothing_valid_in_means_no_trace_headers_out(Setup::PlainRegistry)
-    });
+    run(
+        Setup::PlainRegistry,
+        nothing_valid_in_means_no_trace_headers_out,
+    );
 }
 
 #[test]
 fn no_subscriber_concurrent_requests_keep_their_own_headers() {
-    run(Setup::NoSubscriber, || {
-        concurrent_requests_forward_their_own_headers(Setup::NoSubscriber)
-    });
+    run(
+        Setup::NoSubscriber,
+        concurrent_requests_forward_their_own_headers,
+    );
 }
 
 #[test]
 fn plain_registry_concurrent_requests_keep_their_own_headers() {
-    run(Setup::PlainRegistry, || {
-        concurrent_requests_forward_their_own_headers(Setup::PlainRegistry)
-    });
+    run(
+        Setup::PlainRegistry,
+        concurrent_requests_forward_their_own_headers,
+    );
 }
 
 #[test]
 fn otel_layer_filtering_meshtrace_out_forwards_incoming_headers_unchanged() {
-    run(Setup::OtelLayerFiltersMeshtraceOut, || {
-        incoming_headers_are_forwarded_unchanged(Setup::OtelLayerFiltersMeshtraceOut)
-    });
+    run(
+        Setup::OtelLayerFiltersMeshtraceOut,
+        incoming_headers_are_forwarded_unchanged,
+    );
 }
 
 #[test]
 fn otel_layer_filtering_meshtrace_out_sends_no_trace_headers_when_nothing_valid_came_in() {
-    run(Setup::OtelLayerFiltersMeshtraceOut, || {
-        nothing_valid_in_means_no_trace_headers_out(Setup::OtelLayerFiltersMeshtraceOut)
-    });
+    run(
+        Setup::OtelLayerFiltersMeshtraceOut,
+        nothing_valid_in_means_no_trace_headers_out,
+    );
 }
 
 #[test]
 fn otel_layer_filtering_meshtrace_out_concurrent_requests_keep_their_own_headers() {
-    run(Setup::OtelLayerFiltersMeshtraceOut, || {
-        concurrent_requests_forward_their_own_headers(Setup::OtelLayerFiltersMeshtraceOut)
-    });
+    run(
+        Setup::OtelLayerFiltersMeshtraceOut,
+        concurrent_requests_forward_their_own_headers,
+    );
 }

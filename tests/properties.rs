@@ -23,21 +23,6 @@ mod common;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Every header name a format of meshtrace reads.
-const KNOWN: &[&str] = &[
-    "traceparent",
-    "tracestate",
-    "baggage",
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "x-request-id",
-    "x-ot-span-context",
-];
-
 /// The propagators under test: the Istio preset, everything in and out with a reversed
 /// priority and an extra pass-through name, and a narrow one (W3C only, short pass-through).
 fn propagators() -> Vec<MeshPropagator> {
@@ -83,23 +68,14 @@ fn header_map(pairs: &[(HeaderName, HeaderValue)]) -> HeaderMap {
     m
 }
 
-/// The B3 headers, which both paths read as single-valued (the first line).
-const SINGLE_VALUED: &[&str] = &[
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-];
-
 /// What `HeaderExtractor` lets a propagator see of `map`, as a `HeaderMap`: `get` is the
 /// first line if it is text (else nothing), `get_all` is the text lines.
 fn extractor_view(map: &HeaderMap) -> HeaderMap {
     let mut view = HeaderMap::new();
     for name in map.keys() {
         let mut values = map.get_all(name).iter();
-        if SINGLE_VALUED.contains(&name.as_str()) {
+        // The B3 headers both paths read as single-valued (the first line).
+        if common::B3_HEADERS.contains(&name.as_str()) {
             if let Some(first) = values.next().filter(|v| v.to_str().is_ok()) {
                 view.append(name.clone(), first.clone());
             }
@@ -173,9 +149,9 @@ fn name_from(s: &str) -> HeaderName {
 fn header_name() -> impl Strategy<Value = HeaderName> {
     prop_oneof![
         // The known names, mostly.
-        6 => prop::sample::select(KNOWN).prop_map(HeaderName::from_static),
+        6 => prop::sample::select(common::trace_headers()).prop_map(HeaderName::from_static),
         // Known names in other cases and near-misses.
-        1 => prop::sample::select(KNOWN)
+        1 => prop::sample::select(common::trace_headers())
             .prop_flat_map(|n| (Just(n), any::<u64>()))
             .prop_map(|(n, seed)| {
                 let s: String = n

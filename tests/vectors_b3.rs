@@ -365,16 +365,11 @@ fn extract_vectors() {
 // Inject after extract
 // ---------------------------------------------------------------------------------------------
 
-/// Every header B3 or W3C could write; a `None` in an expectation means "absent".
-const OUT_NAMES: [&str; 7] = [
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "traceparent",
-];
+/// Every header B3 or W3C could write, in the order of `Out`: the B3 headers, then
+/// `traceparent`. A `None` in an expectation means "absent".
+fn out_names() -> impl Iterator<Item = &'static str> {
+    common::B3_HEADERS.into_iter().chain(["traceparent"])
+}
 
 type Out = [Option<&'static str>; 7];
 
@@ -440,14 +435,13 @@ const REINJECT: &[(&[(&str, &str)], Out)] = &[
 ];
 
 fn outgoing(h: &HeaderMap) -> Vec<Option<String>> {
-    OUT_NAMES
-        .iter()
-        .map(|n| h.get(*n).map(|v| v.to_str().unwrap().to_owned()))
+    out_names()
+        .map(|n| h.get(n).map(|v| v.to_str().unwrap().to_owned()))
         .collect()
 }
 
 fn outgoing_map(m: &HashMap<String, String>) -> Vec<Option<String>> {
-    OUT_NAMES.iter().map(|n| m.get(*n).cloned()).collect()
+    out_names().map(|n| m.get(n).cloned()).collect()
 }
 
 #[test]

@@ -474,7 +474,10 @@ fn unchanged_baggage_is_forwarded_as_received() {
         fast
     };
     let mut h = HeaderMap::new();
-    h.append("baggage", HeaderValue::from_static("zeta=1 , alpha=caf%C3%A9;ttl=30"));
+    h.append(
+        "baggage",
+        HeaderValue::from_static("zeta=1 , alpha=caf%C3%A9;ttl=30"),
+    );
     h.append("baggage", HeaderValue::from_static("mid=x"));
     let cx = p.extract_from_headers(&h);
     let received = "zeta=1 , alpha=caf%C3%A9;ttl=30,mid=x";

@@ -29,3 +29,31 @@ pub fn baggage_entries(b: &Baggage) -> Vec<(String, String, String)> {
     v.sort();
     v
 }
+
+/// The W3C trace-context headers.
+pub const W3C_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// The B3 headers: the single `b3` header, then the multi-header set.
+pub const B3_HEADERS: [&str; 6] = [
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
+
+/// The headers the Istio preset passes through as they came.
+pub const PASS_THROUGH_HEADERS: [&str; 2] = ["x-request-id", "x-ot-span-context"];
+
+/// Every trace, baggage and pass-through header the Istio preset reads or writes: every
+/// header name a format of meshtrace reads.
+pub fn trace_headers() -> Vec<&'static str> {
+    [
+        &W3C_HEADERS[..],
+        &["baggage"],
+        &B3_HEADERS,
+        &PASS_THROUGH_HEADERS,
+    ]
+    .concat()
+}

@@ -13,30 +13,31 @@
 //!
 //! Spans go to opentelemetry_sdk's in-memory exporter through tracing-opentelemetry, one
 //! exporter per test binary; tests pick their own spans out by trace id.
+//!
+//! Built on `support`: a test file that declares `mod mesh;` declares `mod support;` too.
 #![allow(dead_code)]
 
+use crate::support::{self, Seen};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use futures_util::future::BoxFuture;
-use meshtrace::client::reqwest::MeshTracing;
 use meshtrace::client::tonic::MeshGrpcLayer;
 use meshtrace::server::MeshServerLayer;
 use meshtrace::MeshPropagator;
-use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use reqwest_middleware::ClientWithMiddleware;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic_prost::ProstCodec;
 use tower::ServiceBuilder;
 use tracing::Instrument;
-use tracing_subscriber::layer::SubscriberExt;
 
 // ---------------------------------------------------------------- telemetry
 
@@ -52,11 +53,7 @@ pub fn exporter() -> &'static InMemorySpanExporter {
                 opentelemetry_sdk::trace::Sampler::AlwaysOn,
             ))
             .build();
-        // INFO, as a service would run: hyper and h2 open TRACE-level spans of their own.
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_subscriber::filter::LevelFilter::INFO)
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("meshtrace-tests")));
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+        support::set_global_otel_subscriber(&provider, "meshtrace-tests");
         meshtrace::set_global_propagator(MeshPropagator::istio());
         exporter
     })
@@ -65,19 +62,7 @@ pub fn exporter() -> &'static InMemorySpanExporter {
 /// The finished spans of one trace, waiting (up to 10 s) until there are at least `want`:
 /// spans end when their response bodies end, a little after the caller has its answer.
 pub async fn spans_of(trace_id: TraceId, want: usize) -> Vec<SpanData> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let spans: Vec<SpanData> = exporter()
-            .get_finished_spans()
-            .expect("in-memory exporter")
-            .into_iter()
-            .filter(|s| s.span_context.trace_id() == trace_id)
-            .collect();
-        if spans.len() >= want || tokio::time::Instant::now() > deadline {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_for_spans(exporter(), trace_id, want).await
 }
 
 /// The one span named `name` among `spans`.
@@ -275,11 +260,16 @@ impl RelayClient {
         }
     }
 
-    pub async fn forward(&mut self, path: String) -> Result<ForwardReply, tonic::Status> {
+    /// Waits until the channel can take a call.
+    async fn ready(&mut self) -> Result<(), tonic::Status> {
         self.grpc
             .ready()
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))
+    }
+
+    pub async fn forward(&mut self, path: String) -> Result<ForwardReply, tonic::Status> {
+        self.ready().await?;
         let res = self
             .grpc
             .unary(
@@ -296,10 +286,7 @@ impl RelayClient {
         n: u32,
         gap_ms: u64,
     ) -> Result<tonic::Streaming<CountReply>, tonic::Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        self.ready().await?;
         let res = self
             .grpc
             .server_streaming(
@@ -313,9 +300,6 @@ impl RelayClient {
 }
 
 // ---------------------------------------------------------------- the mesh
-
-/// Headers the back service received, in arrival order.
-pub type Seen = Arc<Mutex<Vec<HeaderMap>>>;
 
 pub struct Mesh {
     pub front: SocketAddr,
@@ -346,48 +330,20 @@ async fn call_relay(mut relay: RelayClient, path: String) -> Result<ForwardReply
     relay.forward(path).await
 }
 
-async fn back_handler(
-    State(seen): State<Seen>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> (StatusCode, String) {
-    seen.lock().expect("lock").push(headers);
-    if id == "unavailable" {
-        (StatusCode::SERVICE_UNAVAILABLE, "no capacity".into())
-    } else {
-        (StatusCode::OK, format!("back {id}"))
-    }
-}
-
-async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    (listener, addr)
-}
-
 impl Mesh {
     /// Starts the three services; `front_layer` is the front service's server layer (the
     /// tests vary its options).
     pub async fn start(front_layer: MeshServerLayer) -> Mesh {
         exporter();
-        let seen: Seen = Arc::default();
+        let seen = Seen::default();
 
-        let (back_listener, back) = listen().await;
-        let back_app = Router::new()
-            .route("/back/{id}", get(back_handler))
-            .with_state(seen.clone())
-            .layer(MeshServerLayer::new());
-        tokio::spawn(async move { axum::serve(back_listener, back_app).await });
+        let back_app = support::recording_back(seen.clone()).layer(MeshServerLayer::new());
+        let back = support::serve(back_app).await;
 
-        let (relay_listener, relay) = listen().await;
-        let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-            .with(MeshTracing::new())
-            .build();
+        let (relay_listener, relay) = support::listen().await;
         let relay_svc = Relay {
             back: format!("http://{back}"),
-            http,
+            http: support::traced_client(),
         };
         tokio::spawn(async move {
             tonic::transport::Server::builder()
@@ -399,14 +355,13 @@ impl Mesh {
                 .await
         });
 
-        let (front_listener, front) = listen().await;
         let front_app = Router::new()
             .route("/front/{id}", get(front_handler))
             .with_state(Front {
                 relay: RelayClient::new(relay),
             })
             .layer(front_layer);
-        tokio::spawn(async move { axum::serve(front_listener, front_app).await });
+        let front = support::serve(front_app).await;
 
         Mesh {
             front,
@@ -416,14 +371,16 @@ impl Mesh {
         }
     }
 
+    /// The headers of every back request, in arrival order.
+    pub fn received(&self) -> Vec<HeaderMap> {
+        support::all_seen(&self.seen)
+    }
+
     /// The headers of the back request that carried `x-request-id: id`.
     pub fn seen_with_request_id(&self, id: &str) -> Vec<HeaderMap> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .iter()
+        self.received()
+            .into_iter()
             .filter(|h| h.get("x-request-id").is_some_and(|v| v == id))
-            .cloned()
             .collect()
     }
 }
