@@ -32,6 +32,9 @@
 //!
 //! Needs `--features axum,reqwest` (or `--all-features`).
 
+mod common;
+use common::median_ns;
+
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
@@ -44,7 +47,6 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -411,24 +413,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     } else {
         v[mid]
     }
-}
-
-/// Criterion's median estimate for one benchmark, in nanoseconds, if it was written by this
-/// run (not left over from an earlier one).
-fn median_ns(group: &str, name: &str, since: SystemTime) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
 }
 
 fn row(what: &str, base: f64, mesh: f64, added: f64) {

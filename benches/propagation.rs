@@ -6,6 +6,9 @@
 //! and the extraction floor: the cost of only building the opentelemetry values that any
 //! extractor must return, which bounds the ratio any implementation can reach.
 
+mod common;
+use common::median_ns;
+
 use criterion::{criterion_group, BatchSize, Criterion};
 use http::{HeaderMap, HeaderName};
 use meshtrace::MeshPropagator;
@@ -17,7 +20,7 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3Propagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::time::SystemTime;
 
 /// One request as an Istio sidecar delivers it to the application.
 fn istio_request() -> HeaderMap {
@@ -150,30 +153,16 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Criterion's median estimate for one benchmark of this run, in nanoseconds.
-fn median_ns(group: &str, name: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
-fn report() {
+fn report(since: SystemTime) {
     println!(
         "\n| operation | baseline | meshtrace HeaderMap | ratio | meshtrace TextMap | ratio |"
     );
     println!("|---|---|---|---|---|---|");
     for group in ["extract", "inject"] {
         let (Some(b), Some(h), Some(t)) = (
-            median_ns(group, "baseline"),
-            median_ns(group, "meshtrace_headermap"),
-            median_ns(group, "meshtrace_textmap"),
+            median_ns(group, "baseline", since),
+            median_ns(group, "meshtrace_headermap", since),
+            median_ns(group, "meshtrace_textmap", since),
         ) else {
             println!("| {group} | (not measured in this run) |||||");
             continue;
@@ -188,8 +177,8 @@ fn report() {
         );
     }
     if let (Some(b), Some(f)) = (
-        median_ns("extract", "baseline"),
-        median_ns("extract", "floor"),
+        median_ns("extract", "baseline", since),
+        median_ns("extract", "floor", since),
     ) {
         println!(
             "\nextract floor (building the same opentelemetry Context, Baggage and TraceState \
@@ -204,7 +193,8 @@ fn report() {
 criterion_group!(benches, bench);
 
 fn main() {
+    let since = SystemTime::now();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    report();
+    report(since);
 }
