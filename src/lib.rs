@@ -46,6 +46,8 @@
 
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub mod client;
+#[cfg(feature = "otlp")]
+pub mod export;
 #[cfg(feature = "tower")]
 mod instrument;
 pub mod propagation;
@@ -54,6 +56,8 @@ mod sampler;
 #[cfg(feature = "tower")]
 pub mod server;
 
+#[cfg(feature = "otlp")]
+pub use export::init;
 pub use propagation::b3::SamplingState;
 pub use propagation::{global_propagator, set_global_propagator};
 pub use propagation::{
