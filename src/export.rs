@@ -23,7 +23,7 @@
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._TRACES_HEADERS` | `k=v,k2=v2` sent with every export | none |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._TRACES_TIMEOUT` | milliseconds per export | `10000` |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` | `parentbased_always_on` |
-//! | `OTEL_BSP_*` | batch processor queue, delay, batch size (read by opentelemetry_sdk) | SDK defaults |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the batch processor: spans queued at most (more are dropped, so memory stays bounded when the collector is down), milliseconds between exports, spans per export | `2048`, `5000`, `512` |
 //! | `RUST_LOG` | what the fmt layer prints (`tracing-subscriber`'s `EnvFilter`) | `info` |
 //!
 //! The `parentbased_*` samplers are [`MeshSampler`]s: a B3 parent that left the decision open
@@ -37,7 +37,10 @@ use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::resource::{Resource, TelemetryResourceDetector};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, ShouldSample, TracerProviderBuilder};
+use opentelemetry_sdk::trace::{
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, ShouldSample,
+    TracerProviderBuilder,
+};
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -81,6 +84,9 @@ pub enum EnvError {
     /// Not a whole number of milliseconds.
     #[error("expected a whole number of milliseconds")]
     Millis,
+    /// Not a whole number above zero.
+    #[error("expected a whole number above zero")]
+    Positive,
     /// `OTEL_PROPAGATORS` names something unknown or unsupported.
     #[error(transparent)]
     Propagators(#[from] PropagatorsError),
@@ -172,6 +178,38 @@ impl SamplerConfig {
     }
 }
 
+/// The batch processor in front of the OTLP exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Spans waiting for export at most; more are dropped. This bounds memory when the
+    /// collector is slow or gone.
+    pub max_queue_size: usize,
+    /// Time between two exports.
+    pub scheduled_delay: Duration,
+    /// Spans per export request at most.
+    pub max_export_batch_size: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_queue_size: 2048,
+            scheduled_delay: Duration::from_secs(5),
+            max_export_batch_size: 512,
+        }
+    }
+}
+
+impl BatchSettings {
+    fn config(self) -> BatchConfig {
+        BatchConfigBuilder::default()
+            .with_max_queue_size(self.max_queue_size)
+            .with_scheduled_delay(self.scheduled_delay)
+            .with_max_export_batch_size(self.max_export_batch_size)
+            .build()
+    }
+}
+
 type ProviderHook = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder>;
 
 /// Builds the telemetry [`init`] installs; start from [`from_env`](Self::from_env) or
@@ -197,6 +235,7 @@ pub struct TelemetryBuilder {
     resource_attributes: Vec<(String, String)>,
     propagator: MeshPropagator,
     otlp: Option<OtlpConfig>,
+    batch: BatchSettings,
     sampler: SamplerConfig,
     log_filter: String,
     logs: bool,
@@ -212,6 +251,7 @@ impl fmt::Debug for TelemetryBuilder {
             .field("resource_attributes", &self.resource_attributes)
             .field("propagator", &self.propagator)
             .field("otlp", &self.otlp)
+            .field("batch", &self.batch)
             .field("sampler", &self.sampler)
             .field("log_filter", &self.log_filter)
             .field("logs", &self.logs)
@@ -238,6 +278,7 @@ impl TelemetryBuilder {
                 headers: Vec::new(),
                 timeout: DEFAULT_TIMEOUT,
             }),
+            batch: BatchSettings::default(),
             sampler: SamplerConfig::ParentBased(RootSampler::AlwaysOn),
             log_filter: "info".into(),
             logs: true,
@@ -292,6 +333,7 @@ impl TelemetryBuilder {
         }
         b.sampler = sampler_from(&get)?;
         b.otlp = otlp_from(&get)?;
+        b.batch = batch_from(&get)?;
         Ok(b)
     }
 
@@ -317,6 +359,17 @@ impl TelemetryBuilder {
     pub fn otlp(mut self, otlp: Option<OtlpConfig>) -> Self {
         self.otlp = otlp;
         self
+    }
+
+    /// The batch processor's queue, delay and batch size.
+    pub fn batch(mut self, batch: BatchSettings) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// The batch settings configured.
+    pub fn batch_settings(&self) -> BatchSettings {
+        self.batch
     }
 
     /// The sampler.
@@ -394,7 +447,10 @@ impl TelemetryBuilder {
                 .with_resource(resource)
                 .with_sampler(self.sampler.sampler());
             if let Some(otlp) = &self.otlp {
-                builder = builder.with_batch_exporter(otlp_exporter(otlp)?);
+                let processor = BatchSpanProcessor::builder(otlp_exporter(otlp)?)
+                    .with_batch_config(self.batch.config())
+                    .build();
+                builder = builder.with_span_processor(processor);
             }
             for hook in self.hooks {
                 builder = hook(builder);
@@ -502,6 +558,33 @@ fn sampler_from(get: &impl Fn(&str) -> Option<String>) -> Result<SamplerConfig, 
             })
         }
     })
+}
+
+fn batch_from(get: &impl Fn(&str) -> Option<String>) -> Result<BatchSettings, InitError> {
+    let positive = |var: &'static str| -> Result<Option<u64>, InitError> {
+        match get(var) {
+            None => Ok(None),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(InitError::Env {
+                    var,
+                    value: v,
+                    error: EnvError::Positive,
+                }),
+            },
+        }
+    };
+    let mut batch = BatchSettings::default();
+    if let Some(n) = positive("OTEL_BSP_MAX_QUEUE_SIZE")? {
+        batch.max_queue_size = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(ms) = positive("OTEL_BSP_SCHEDULE_DELAY")? {
+        batch.scheduled_delay = Duration::from_millis(ms);
+    }
+    if let Some(n) = positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
+        batch.max_export_batch_size = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok(batch)
 }
 
 fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, InitError> {
@@ -852,6 +935,9 @@ mod tests {
             (&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "half")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER", EnvError::Exporter),
+            (&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")], "OTEL_BSP_MAX_QUEUE_SIZE", EnvError::Positive),
+            (&[("OTEL_BSP_SCHEDULE_DELAY", "5s")], "OTEL_BSP_SCHEDULE_DELAY", EnvError::Positive),
+            (&[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1")], "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", EnvError::Positive),
         ];
         for (vars, var, error) in cases {
             let (got_var, value, got) = err(vars);
