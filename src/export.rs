@@ -296,6 +296,10 @@ impl TelemetryBuilder {
     /// Configured from `get`, which returns a variable's value: for tests and for
     /// configuration that comes from somewhere other than the process environment.
     /// An empty value counts as unset, as the OpenTelemetry specification says.
+    ///
+    /// opentelemetry-otlp still merges `OTEL_EXPORTER_OTLP_HEADERS` and the compression
+    /// variables from the process environment into the exporter it builds, and the SDK reads
+    /// `OTEL_BSP_EXPORT_TIMEOUT` and `OTEL_BSP_MAX_CONCURRENT_EXPORTS` from there.
     pub fn from_env_source(get: impl Fn(&str) -> Option<String>) -> Result<Self, InitError> {
         let get = |var: &str| get(var).filter(|v| !v.trim().is_empty());
         let mut b = Self::new();
@@ -743,8 +747,11 @@ impl Telemetry {
     /// Installs the subscriber, the propagator ([`crate::set_global_propagator`]) and the
     /// tracer provider globally.
     pub fn install(self) -> Result<TelemetryGuard, InitError> {
-        tracing::dispatcher::set_global_default(self.dispatch.clone())
-            .map_err(|_| InitError::SubscriberAlreadySet)?;
+        if tracing::dispatcher::set_global_default(self.dispatch.clone()).is_err() {
+            // Shut the unused provider down within our timeout, not the SDK's default.
+            let _ = self.into_guard().shutdown();
+            return Err(InitError::SubscriberAlreadySet);
+        }
         crate::set_global_propagator(self.propagator.clone());
         if let Some(provider) = &self.provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
@@ -771,10 +778,10 @@ pub struct TelemetryGuard {
 
 impl TelemetryGuard {
     /// Flushes what is queued and shuts down, within the configured timeout; says whether
-    /// everything went out.
+    /// everything went out (an export the collector refused is an error here).
     pub fn shutdown(mut self) -> Result<(), OTelSdkError> {
         match self.provider.take() {
-            Some(provider) => provider.shutdown_with_timeout(self.timeout),
+            Some(provider) => shutdown_within(provider, self.timeout),
             None => Ok(()),
         }
     }
@@ -783,12 +790,39 @@ impl TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take() {
-            if let Err(e) = provider.shutdown_with_timeout(self.timeout) {
+            if let Err(e) = shutdown_within(provider, self.timeout) {
                 // The subscriber may be gone by now; standard error is always there.
                 eprintln!("meshtrace: telemetry shutdown: {e}");
             }
         }
     }
+}
+
+/// Flush, then shut down, both within one deadline.
+///
+/// The SDK's own shutdown gives the whole timeout to each span processor in turn (two
+/// exporters, twice the time) and reports a refused final export as success, so the work
+/// runs on a helper thread that the caller waits for at most `timeout`. A flush or shutdown
+/// still blocked on a hanging collector then finishes in the background, bounded by the
+/// exporter's own timeout.
+fn shutdown_within(provider: SdkTracerProvider, timeout: Duration) -> Result<(), OTelSdkError> {
+    let deadline = std::time::Instant::now() + timeout;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("meshtrace-shutdown".into())
+        .spawn(move || {
+            let flushed = provider.force_flush();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let shut = provider.shutdown_with_timeout(left);
+            let _ = tx.send(flushed.and(shut));
+        });
+    if let Err(e) = spawned {
+        return Err(OTelSdkError::InternalFailure(format!(
+            "cannot start the shutdown thread: {e}"
+        )));
+    }
+    rx.recv_timeout(timeout)
+        .unwrap_or(Err(OTelSdkError::Timeout(timeout)))
 }
 
 #[cfg(test)]

@@ -535,6 +535,21 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// [`bind`], retried every 50 ms for up to `patience`; panics if it still fails.
+async fn bind_within(addr: SocketAddr, patience: Duration) -> TcpListener {
+    let deadline = Instant::now() + patience;
+    loop {
+        match bind(addr) {
+            Ok(listener) => return listener,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("otlp receiver: binding {addr} failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("otlp receiver: cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
 /// Accepts connections until `stop`, serving each with `service` (HTTP/1.1 or HTTP/2, as the
 /// client speaks); then closes the listener and aborts every connection.
 async fn accept_loop<S, B>(listener: TcpListener, service: S, mut stop: oneshot::Receiver<()>)
@@ -594,6 +609,17 @@ impl Receiver {
     /// A receiver for `transport` on a free port of 127.0.0.1, healthy.
     pub async fn start(transport: Transport) -> Receiver {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
+        Receiver::with_listener(transport, listener)
+    }
+
+    /// A receiver for `transport` on `addr`, healthy: for an exporter that was aimed at the
+    /// address before any collector listened there. Panics if `addr` cannot be bound within
+    /// 5 s.
+    pub async fn start_on(transport: Transport, addr: SocketAddr) -> Receiver {
+        Receiver::with_listener(transport, bind_within(addr, Duration::from_secs(5)).await)
+    }
+
+    fn with_listener(transport: Transport, listener: TcpListener) -> Receiver {
         let addr = listener.local_addr().expect("local addr");
         let (control, _) = watch::channel(Control {
             mode: Mode::Healthy,
@@ -706,20 +732,7 @@ impl Receiver {
         if self.is_running() {
             return;
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match bind(self.addr) {
-                Ok(listener) => break listener,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!(
-                        "otlp receiver: rebinding {} failed ({e}); retrying",
-                        self.addr
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("otlp receiver: cannot listen on {} again: {e}", self.addr),
-            }
-        };
+        let listener = bind_within(self.addr, Duration::from_secs(5)).await;
         self.serve(listener);
     }
 
