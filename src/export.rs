@@ -450,14 +450,16 @@ impl TelemetryBuilder {
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource)
                 .with_sampler(self.sampler.sampler());
+            // Extra exporters first: the SDK flushes processors one after another, so a
+            // collector that hangs must not hold back the others.
+            for hook in self.hooks {
+                builder = hook(builder);
+            }
             if let Some(otlp) = &self.otlp {
                 let processor = BatchSpanProcessor::builder(otlp_exporter(otlp)?)
                     .with_batch_config(self.batch.config())
                     .build();
                 builder = builder.with_span_processor(processor);
-            }
-            for hook in self.hooks {
-                builder = hook(builder);
             }
             Some(builder.build())
         };

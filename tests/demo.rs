@@ -1,0 +1,319 @@
+//! Runs the `mesh_demo` example the way a user would and checks what it prints: one trace per
+//! request the driver sent, each under the trace id the driver put in `x-b3-traceid`, spanning
+//! productpage, reviews and ratings, and the failing request's trace marked as failed on the
+//! way back up.
+//!
+//! `cargo test --all-features` builds the example before running the tests; the binary is
+//! found next to this test's own (`target/<profile>/examples/mesh_demo`).
+#![cfg(all(
+    feature = "otlp",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "tonic"
+))]
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const SERVICES: [&str; 3] = ["productpage", "reviews", "ratings"];
+
+/// `target/<profile>/deps/demo-<hash>` → `target/<profile>/examples/mesh_demo`.
+fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("mesh_demo{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --all-features` (which builds the examples) or \
+         `cargo build --all-features --example mesh_demo` first",
+        bin.display()
+    );
+    // `cargo test --test demo` does not rebuild examples: refuse a binary older than its source.
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/mesh_demo.rs");
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(bin_time), Some(src_time)) = (modified(&bin), modified(&source)) {
+        assert!(
+            bin_time >= src_time,
+            "{} is older than examples/mesh_demo.rs: rebuild it with \
+             `cargo build --all-features --example mesh_demo`",
+            bin.display()
+        );
+    }
+    bin
+}
+
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+/// Runs the demo with no OpenTelemetry variables, killing it after [`TIMEOUT`].
+fn run_demo() -> Run {
+    let mut cmd = Command::new(demo_binary());
+    for (name, _) in std::env::vars_os() {
+        let otel = name.to_str().is_some_and(|n| n.starts_with("OTEL_"));
+        if otel || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mesh_demo");
+    let mut stdout_pipe = child.stdout.take().expect("stdout");
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout_pipe.read_to_string(&mut s);
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for mesh_demo") {
+            break status;
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "mesh_demo still running after {TIMEOUT:?}; output so far:\n{}",
+                stdout.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        success: status.success(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        took: started.elapsed(),
+    }
+}
+
+/// One span line of a printed trace:
+/// `<tree>─ <service>  <name>[ (<kind>)]  <ms> ms  <OK|ERROR>  <attributes>…`.
+#[derive(Debug)]
+struct SpanLine {
+    depth: usize,
+    service: String,
+    name: String,
+    kind: Option<String>,
+    status: String,
+    rest: String,
+}
+
+#[derive(Debug)]
+struct Trace {
+    id: String,
+    header: Vec<String>,
+    spans: Vec<SpanLine>,
+}
+
+impl Trace {
+    fn services(&self) -> BTreeSet<&str> {
+        self.spans.iter().map(|s| s.service.as_str()).collect()
+    }
+
+    fn span(&self, service: &str, kind: &str) -> &SpanLine {
+        self.spans
+            .iter()
+            .find(|s| s.service == service && s.kind.as_deref() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} span of {service} in {self:#?}"))
+    }
+}
+
+fn parse_span(line: &str) -> Option<SpanLine> {
+    let at = line.find("─ ")?;
+    let depth = line[..at].chars().count() / 3;
+    let fields: Vec<&str> = line[at + "─ ".len()..]
+        .split("  ")
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
+    let [service, name, duration, status, rest @ ..] = fields.as_slice() else {
+        panic!("span line with too few fields: {line:?}");
+    };
+    assert!(
+        duration.ends_with(" ms"),
+        "duration field {duration:?} in {line:?}"
+    );
+    let (name, kind) = match name.rsplit_once(" (") {
+        Some((n, k)) if k.ends_with(')') => (n, Some(k.trim_end_matches(')').to_owned())),
+        _ => (*name, None),
+    };
+    Some(SpanLine {
+        depth,
+        service: service.to_string(),
+        name: name.to_owned(),
+        kind,
+        status: status.to_string(),
+        rest: rest.join("  "),
+    })
+}
+
+/// The trace ids the driver sent (`x-b3-traceid: <hex>` lines) and the printed traces.
+fn parse(stdout: &str) -> (Vec<String>, Vec<Trace>) {
+    let mut sent = Vec::new();
+    let mut traces: Vec<Trace> = Vec::new();
+    let mut in_trace = false;
+    for line in stdout.lines() {
+        if let Some(id) = line.trim_start().strip_prefix("x-b3-traceid: ") {
+            sent.push(id.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("trace ") {
+            let id = rest.split_whitespace().next().expect("trace id").to_owned();
+            traces.push(Trace {
+                id,
+                header: vec![line.to_owned()],
+                spans: Vec::new(),
+            });
+            in_trace = true;
+        } else if line.trim().is_empty() {
+            in_trace = false;
+        } else if in_trace {
+            let trace = traces.last_mut().expect("inside a trace");
+            match parse_span(line) {
+                Some(span) => trace.spans.push(span),
+                None => trace.header.push(line.to_owned()),
+            }
+        }
+    }
+    (sent, traces)
+}
+
+#[test]
+fn mesh_demo_prints_one_connected_trace_per_request() {
+    let run = run_demo();
+    let out = &run.stdout;
+    assert!(
+        run.success,
+        "mesh_demo failed\nstdout:\n{out}\nstderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.took < Duration::from_secs(30),
+        "mesh_demo took {:?}",
+        run.took
+    );
+    let (sent, traces) = parse(out);
+
+    // The driver sent several requests, each with its own 128-bit B3 trace id, and every
+    // trace printed is one of those, each exactly once.
+    assert!(sent.len() >= 3, "driver output: {sent:?}\n{out}");
+    for id in &sent {
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id:?}"
+        );
+    }
+    let printed: BTreeSet<&str> = traces.iter().map(|t| t.id.as_str()).collect();
+    let sent_ids: BTreeSet<&str> = sent.iter().map(String::as_str).collect();
+    assert_eq!(
+        printed, sent_ids,
+        "printed traces vs sent B3 trace ids\n{out}"
+    );
+    assert_eq!(traces.len(), sent.len(), "one block per trace\n{out}");
+
+    for trace in &traces {
+        // One tree: the productpage server span is the only root (its parent is Envoy's).
+        let roots: Vec<&SpanLine> = trace.spans.iter().filter(|s| s.depth == 0).collect();
+        assert_eq!(roots.len(), 1, "one root in {trace:#?}");
+        assert_eq!(
+            (roots[0].service.as_str(), roots[0].kind.as_deref()),
+            ("productpage", Some("server"))
+        );
+        assert!(
+            roots[0].rest.contains("http.request.header.x-request-id="),
+            "{trace:#?}"
+        );
+        // Each span is at most one level deeper than the line before it.
+        for pair in trace.spans.windows(2) {
+            assert!(pair[1].depth <= pair[0].depth + 1, "{trace:#?}");
+        }
+        // Every request crosses all three services, and its x-request-id reached each.
+        assert!(trace.spans.len() >= 5, "{trace:#?}");
+        assert_eq!(trace.services(), SERVICES.into(), "{trace:#?}");
+        let reached = trace
+            .header
+            .iter()
+            .find_map(|l| l.split_once("reached: ").map(|(_, r)| r))
+            .unwrap_or_else(|| panic!("no x-request-id line in {trace:#?}"));
+        let reached: BTreeSet<&str> = reached.split(", ").collect();
+        assert_eq!(reached, SERVICES.into(), "{trace:#?}");
+        for span in &trace.spans {
+            assert!(
+                span.status == "OK" || span.status == "ERROR",
+                "status {:?}",
+                span.status
+            );
+            assert!(!span.name.is_empty());
+        }
+    }
+
+    // Exactly one request failed downstream (driver: one 502), and its trace says so on the
+    // way back up: ratings' server span, and reviews' client and server spans.
+    let answers_502 = out.lines().filter(|l| l.starts_with("← 502")).count();
+    assert_eq!(answers_502, 1, "{out}");
+    let failed: Vec<&Trace> = traces
+        .iter()
+        .filter(|t| t.spans[0].status == "ERROR")
+        .collect();
+    assert_eq!(failed.len(), 1, "one failed trace\n{out}");
+    let failed = failed[0];
+    assert!(failed.spans[0]
+        .rest
+        .contains("http.response.status_code=502"));
+    for (service, kind) in [
+        ("ratings", "server"),
+        ("reviews", "client"),
+        ("reviews", "server"),
+        ("productpage", "client"),
+    ] {
+        assert_eq!(
+            failed.span(service, kind).status,
+            "ERROR",
+            "{service} {kind} span in {failed:#?}"
+        );
+    }
+    assert!(failed
+        .span("ratings", "server")
+        .rest
+        .contains("http.response.status_code=503"));
+    assert!(failed
+        .span("productpage", "client")
+        .rest
+        .contains("rpc.grpc.status_code=14"));
+    // The others succeeded everywhere.
+    for trace in traces.iter().filter(|t| t.id != failed.id) {
+        assert!(trace.spans.iter().all(|s| s.status == "OK"), "{trace:#?}");
+    }
+
+    // Baggage set at the edge reached ratings, two hops away.
+    assert!(
+        traces.iter().any(|t| t
+            .spans
+            .iter()
+            .any(|s| s.service == "ratings" && s.rest.contains("baggage.user=jason"))),
+        "{out}"
+    );
+    assert!(
+        out.contains("OTEL_EXPORTER_OTLP_ENDPOINT is not set"),
+        "{out}"
+    );
+}
