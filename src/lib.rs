@@ -37,10 +37,20 @@
 //!
 //! ## Features
 //!
-//! - *(none)*: the propagation core, needing only `opentelemetry` and `http`.
+//! Default: all of them. `default-features = false` leaves the propagation core alone,
+//! needing only `opentelemetry` and `http`.
+//!
 //! - `sdk`: [`MeshSampler`], which lets a deferred B3 decision be made by the local sampler.
 //! - `tracing`: warnings (for example about `OTEL_PROPAGATORS`) go through `tracing`
 //!   instead of standard error.
+//! - `tower`: [`server::MeshServerLayer`], a server span per request for axum, hyper and
+//!   tonic servers, its parent the caller's span.
+//! - `axum`: `tower`, plus span names and `http.route` from axum's `MatchedPath`.
+//! - `reqwest`: [`client::reqwest::MeshTracing`] for reqwest-middleware, and
+//!   [`client::reqwest::RequestBuilderExt`] for plain reqwest.
+//! - `tonic`: [`client::tonic::MeshGrpcLayer`] for channels, [`client::tonic::MeshInterceptor`].
+//! - `otlp`: [`init()`]: the propagator, a `tracing` subscriber and an OTLP exporter, from
+//!   OpenTelemetry's environment variables ([`export`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
