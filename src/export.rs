@@ -114,6 +114,9 @@ pub enum InitError {
     /// A global `tracing` subscriber was installed before.
     #[error("a global tracing subscriber is already installed")]
     SubscriberAlreadySet,
+    /// OTLP over gRPC was asked for outside a tokio runtime (tonic's channel lives on one).
+    #[error("OTLP over gRPC needs a tokio runtime: call this inside one (#[tokio::main]), or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")]
+    NoRuntime,
 }
 
 /// The OTLP transport.
@@ -496,12 +499,14 @@ fn default_service_name() -> String {
     }
 }
 
-fn otlp_exporter(
-    otlp: &OtlpConfig,
-) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
     let builder = opentelemetry_otlp::SpanExporter::builder();
-    match otlp.protocol {
+    let exporter = match otlp.protocol {
         Protocol::Grpc => {
+            // tonic would panic building its channel outside a runtime.
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(InitError::NoRuntime);
+            }
             let mut metadata = tonic::metadata::MetadataMap::new();
             for (k, v) in &otlp.headers {
                 if let (Ok(k), Ok(v)) = (
@@ -525,7 +530,8 @@ fn otlp_exporter(
             .with_timeout(otlp.timeout)
             .with_headers(otlp.headers.iter().cloned().collect::<HashMap<_, _>>())
             .build(),
-    }
+    };
+    Ok(exporter?)
 }
 
 fn sampler_from(get: &impl Fn(&str) -> Option<String>) -> Result<SamplerConfig, InitError> {
@@ -1004,6 +1010,13 @@ mod tests {
                 ("k".into(), "v".into()),
             ]
         );
+    }
+
+    #[test]
+    fn grpc_outside_a_runtime_is_an_error_not_a_panic() {
+        let b = TelemetryBuilder::from_env_source(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]))
+            .unwrap();
+        assert!(matches!(b.build(), Err(InitError::NoRuntime)));
     }
 
     #[test]
