@@ -56,6 +56,7 @@
 
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub mod client;
+pub mod deadline;
 #[cfg(feature = "otlp")]
 pub mod export;
 #[cfg(feature = "tower")]

@@ -7,6 +7,7 @@
 //! and tonic client layers) then lands in the same trace and forwards the same pass-through
 //! headers.
 
+use crate::deadline::{Deadline, DeadlineExt};
 use crate::instrument::grpc::{self, Side};
 use crate::instrument::span::{self, record_error, record_grpc_status, record_http_status};
 use crate::instrument::{body::TracedBody, Propagation};
@@ -22,12 +23,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Once};
 use std::task::{ready, Poll};
+use std::time::Instant;
 use tower::{Layer, Service};
 use tracing::Span;
 use tracing_opentelemetry::{OpenTelemetrySpanExt, SetParentError};
 
 /// Envoy's retry counter (`1` on the first try), recorded on the server span.
 const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+
+/// The budget a request arrived with (`grpc-timeout` or `x-envoy-expected-rq-timeout-ms`,
+/// the tighter), in milliseconds.
+const DEADLINE_REMAINING_MS: &str = "meshtrace.deadline.remaining_ms";
 
 /// The request headers recorded on the server span, with their attribute keys
 /// (`http.request.header.<name>`).
@@ -181,7 +187,11 @@ struct State {
 
 fn start<B>(req: &Request<B>, propagator: Option<&MeshPropagator>) -> State {
     let headers = req.headers();
-    let cx = Propagation::resolve(propagator).extract(headers);
+    let mut cx = Propagation::resolve(propagator).extract(headers);
+    let deadline = Deadline::from_headers(headers, Instant::now());
+    if let Ok(Some(deadline)) = deadline {
+        cx = cx.with_deadline(deadline);
+    }
     let grpc_call = grpc::is_grpc(headers)
         .then(|| grpc::service_and_method(req.uri().path()))
         .flatten();
@@ -243,6 +253,17 @@ fn start<B>(req: &Request<B>, propagator: Option<&MeshPropagator>) -> State {
         span.set_attribute(semconv::USER_AGENT_ORIGINAL, agent.to_owned());
     }
     span::record_request_headers(&span, headers, &RECORDED_HEADERS);
+    match deadline {
+        Ok(Some(deadline)) => span.set_attribute(
+            DEADLINE_REMAINING_MS,
+            i64::try_from(deadline.remaining().as_millis()).unwrap_or(i64::MAX),
+        ),
+        Ok(None) => {}
+        Err(e) => span.add_event(
+            "meshtrace.deadline.invalid",
+            vec![KeyValue::new("exception.message", e.to_string())],
+        ),
+    }
 
     // `set_parent` also succeeds, doing nothing, when an OpenTelemetry layer is installed but
     // its own filter leaves this span out; only a started span with a context says the span

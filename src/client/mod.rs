@@ -7,18 +7,23 @@
 //!   and an `Interceptor`.
 //!
 //! Per-call options travel as request extensions: [`DisablePropagation`] and [`SpanName`].
+//!
+//! Both layers respect the deadline budget of the request being handled
+//! ([`crate::deadline`]): each call is capped at the time left less a margin
+//! ([`DEFAULT_DEADLINE_MARGIN`] unless set), gRPC calls carry it as `grpc-timeout`, and a
+//! call with nothing left fails at once with [`BudgetExhausted`], without being sent.
 
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
-use crate::instrument::Propagation;
+use crate::deadline::{BudgetExhausted, DeadlineExt};
+use crate::instrument::{context_of, Propagation};
 use crate::MeshPropagator;
 use http::HeaderMap;
-use opentelemetry::trace::TraceContextExt;
-use opentelemetry::Context;
 use std::borrow::Cow;
+use std::time::Duration;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -39,19 +44,6 @@ impl SpanName {
     }
 }
 
-/// The trace context an outgoing call made inside `span` carries: the span's own when an
-/// OpenTelemetry layer tracks it, else the current OpenTelemetry context (which the server
-/// layer sets to the extracted one when no OpenTelemetry layer is installed, so that the
-/// incoming headers are at least forwarded).
-fn context_of(span: &Span) -> Context {
-    let cx = span.context();
-    if cx.has_active_span() {
-        cx
-    } else {
-        Context::current()
-    }
-}
-
 /// Writes the context of `span` (a client span, or the current span) into `headers`.
 pub(crate) fn inject_from(
     span: &Span,
@@ -61,3 +53,26 @@ pub(crate) fn inject_from(
     let cx = context_of(span);
     Propagation::resolve(propagator).inject(&cx, headers);
 }
+
+/// Time kept, by default, between the end of an outgoing call's budget and the deadline of
+/// the request being handled: for the answer to travel back.
+pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+
+/// The time the call made inside client span `span` may take: `None` when the request being
+/// handled has no deadline, [`BudgetExhausted`] when it has nothing left. Recorded on the
+/// span as `meshtrace.deadline.budget_ms`.
+pub(crate) fn call_budget(
+    span: &Span,
+    margin: Duration,
+) -> Result<Option<Duration>, BudgetExhausted> {
+    let Some(deadline) = context_of(span).deadline() else {
+        return Ok(None);
+    };
+    let budget = deadline.budget_for_call(margin);
+    let ms = budget.map_or(0, |b| i64::try_from(b.as_millis()).unwrap_or(i64::MAX));
+    span.set_attribute(DEADLINE_BUDGET_MS, ms);
+    budget.map(Some)
+}
+
+/// The attribute recording an outgoing call's budget, in milliseconds.
+pub(crate) const DEADLINE_BUDGET_MS: &str = "meshtrace.deadline.budget_ms";

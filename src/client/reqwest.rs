@@ -21,7 +21,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::{inject_from, DisablePropagation, SpanName};
+use super::{call_budget, inject_from, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
 use crate::instrument::grpc::Side;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
 use crate::MeshPropagator;
@@ -30,14 +30,25 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use std::future::Future;
+use std::time::Duration;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The reqwest-middleware layer: a client span per call, and every configured format
 /// injected from it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MeshTracing {
     propagator: Option<MeshPropagator>,
+    margin: Duration,
+}
+
+impl Default for MeshTracing {
+    fn default() -> Self {
+        MeshTracing {
+            propagator: None,
+            margin: DEFAULT_DEADLINE_MARGIN,
+        }
+    }
 }
 
 impl MeshTracing {
@@ -53,6 +64,13 @@ impl MeshTracing {
         self.propagator = Some(propagator);
         self
     }
+
+    /// Time kept between a call's budget and the deadline of the request being handled
+    /// ([`DEFAULT_DEADLINE_MARGIN`] by default).
+    pub fn deadline_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
 }
 
 #[async_trait::async_trait]
@@ -64,6 +82,14 @@ impl Middleware for MeshTracing {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let span = start(&req, extensions.get::<SpanName>());
+        match call_budget(&span, self.margin) {
+            Ok(Some(budget)) => cap_timeout(&mut req, budget),
+            Ok(None) => {}
+            Err(exhausted) => {
+                record_error(&span, "budget_exhausted", exhausted.to_string());
+                return Err(reqwest_middleware::Error::middleware(exhausted));
+            }
+        }
         if extensions.get::<DisablePropagation>().is_none() {
             inject_from(&span, self.propagator.as_ref(), req.headers_mut());
         }
@@ -96,7 +122,9 @@ pub trait RequestBuilderExt: Sized {
     fn inject_context(self) -> Self;
 
     /// Sends the request inside a client span, with every format injected from it, as
-    /// [`MeshTracing`] does.
+    /// [`MeshTracing`] does, capped at the deadline budget. (With no budget left the call
+    /// fails with reqwest's timeout error; [`MeshTracing`] gives the typed
+    /// [`BudgetExhausted`](crate::deadline::BudgetExhausted) instead.)
     fn send_traced(self) -> impl Future<Output = Result<Response, reqwest::Error>> + Send;
 }
 
@@ -112,6 +140,13 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
         async move {
             let mut req = req?;
             let span = start(&req, None);
+            match call_budget(&span, DEFAULT_DEADLINE_MARGIN) {
+                Ok(Some(budget)) => cap_timeout(&mut req, budget),
+                Ok(None) => {}
+                // reqwest's error type cannot be built here: a zero timeout makes reqwest
+                // fail the call at once with its own timeout error.
+                Err(_) => cap_timeout(&mut req, Duration::ZERO),
+            }
             inject_from(&span, None, req.headers_mut());
             let result = client.execute(req).instrument(span.clone()).await;
             match &result {
@@ -121,6 +156,12 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
             result
         }
     }
+}
+
+/// The request's own timeout, or the budget if that is shorter.
+fn cap_timeout(req: &mut Request, budget: Duration) {
+    let timeout = req.timeout_mut();
+    *timeout = Some(timeout.map_or(budget, |t| t.min(budget)));
 }
 
 fn start(req: &Request, name: Option<&SpanName>) -> Span {

@@ -12,18 +12,21 @@
 //! # Ok(()) }
 //! ```
 
-use super::{inject_from, DisablePropagation, SpanName};
+use super::{call_budget, inject_from, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
+use crate::deadline::{format_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
 use crate::instrument::body::TracedBody;
 use crate::instrument::grpc::{self, Side};
 use crate::instrument::span::{self, record_error, record_grpc_status};
 use crate::MeshPropagator;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Poll};
+use std::time::Duration;
 use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tower::{Layer, Service};
@@ -32,10 +35,21 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Wraps a gRPC channel: a client span per call, ended when the response stream ends, and
 /// every configured format injected into the request metadata.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MeshGrpcLayer {
     propagator: Option<MeshPropagator>,
     server: Option<(String, Option<u16>)>,
+    margin: Duration,
+}
+
+impl Default for MeshGrpcLayer {
+    fn default() -> Self {
+        MeshGrpcLayer {
+            propagator: None,
+            server: None,
+            margin: DEFAULT_DEADLINE_MARGIN,
+        }
+    }
 }
 
 impl MeshGrpcLayer {
@@ -49,6 +63,13 @@ impl MeshGrpcLayer {
     /// Inject with this propagator, whatever is registered globally.
     pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
         self.propagator = Some(propagator);
+        self
+    }
+
+    /// Time kept between a call's budget and the deadline of the request being handled
+    /// ([`DEFAULT_DEADLINE_MARGIN`] by default).
+    pub fn deadline_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
         self
     }
 
@@ -83,17 +104,22 @@ pub struct MeshGrpc<S> {
     layer: MeshGrpcLayer,
 }
 
+/// The error type of [`MeshGrpc`]: the channel's error, or a [`tonic::Status`] of our own
+/// (DEADLINE_EXCEEDED when the budget ran out, with [`BudgetExhausted`](crate::deadline::BudgetExhausted) as its source), which
+/// tonic's clients hand to the caller unchanged.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MeshGrpc<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Error: fmt::Display,
+    S::Error: Into<BoxError> + fmt::Display,
 {
     type Response = Response<TracedBody<ResBody>>;
-    type Error = S::Error;
+    type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
@@ -117,12 +143,39 @@ where
                 span.set_attribute(semconv::SERVER_PORT, i64::from(port));
             }
         }
+        let budget = match call_budget(&span, self.layer.margin) {
+            Ok(budget) => budget,
+            Err(exhausted) => {
+                record_error(&span, "budget_exhausted", exhausted.to_string());
+                let mut status = tonic::Status::deadline_exceeded(exhausted.to_string());
+                status.set_source(Arc::new(exhausted));
+                return ResponseFuture {
+                    inner: None,
+                    timer: None,
+                    failed: Some(Box::new(status)),
+                    span: Some(span),
+                };
+            }
+        };
+        if let Some(budget) = budget {
+            // The callee gets the budget, or less if the caller asked for less.
+            let asked = req
+                .headers()
+                .get(GRPC_TIMEOUT)
+                .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok());
+            let timeout = asked.map_or(budget, |a| a.min(budget));
+            if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
+                req.headers_mut().insert(GRPC_TIMEOUT, value);
+            }
+        }
         if req.extensions().get::<DisablePropagation>().is_none() {
             inject_from(&span, self.layer.propagator.as_ref(), req.headers_mut());
         }
         let inner = span.in_scope(|| self.inner.call(req));
         ResponseFuture {
-            inner,
+            inner: Some(inner),
+            timer: budget.map(tokio::time::sleep),
+            failed: None,
             span: Some(span),
         }
     }
@@ -132,7 +185,12 @@ pin_project! {
     /// The response future of [`MeshGrpc`].
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
+        // The call's budget: the caller's side of the deadline (the callee's side is the
+        // `grpc-timeout` sent with the call).
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        failed: Option<BoxError>,
         span: Option<Span>,
     }
 }
@@ -140,15 +198,37 @@ pin_project! {
 impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
-    E: fmt::Display,
+    E: Into<BoxError> + fmt::Display,
 {
-    type Output = Result<Response<TracedBody<ResBody>>, E>;
+    type Output = Result<Response<TracedBody<ResBody>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = {
+        let mut this = self.project();
+        if let Some(failed) = this.failed.take() {
+            return Poll::Ready(Err(failed));
+        }
+        let polled = {
             let _entered = this.span.as_ref().map(Span::enter);
-            ready!(this.inner.poll(cx))
+            match this.inner.as_mut().as_pin_mut() {
+                Some(inner) => inner.poll(cx),
+                None => return Poll::Pending,
+            }
+        };
+        let result = match polled {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                    ready!(timer.poll(cx));
+                    let span = this.span.take().unwrap_or_else(Span::none);
+                    let status = tonic::Status::deadline_exceeded(
+                        "the deadline budget of the request being handled ran out during the call",
+                    );
+                    record_grpc_status(&span, Side::Client, 4, Some(status.message().to_owned()));
+                    this.inner.set(None);
+                    return Poll::Ready(Err(Box::new(status)));
+                }
+                return Poll::Pending;
+            }
         };
         let span = this.span.take().unwrap_or_else(Span::none);
         Poll::Ready(match result {
@@ -174,7 +254,7 @@ where
             }
             Err(e) => {
                 record_error(&span, "transport", e.to_string());
-                Err(e)
+                Err(e.into())
             }
         })
     }

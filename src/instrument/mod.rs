@@ -10,9 +10,12 @@ pub(crate) mod span;
 
 use crate::propagation::{global_propagator, MeshPropagator};
 use http::HeaderMap;
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
 use opentelemetry_http::HeaderExtractor;
 use std::sync::OnceLock;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// How a layer propagates one request: through a `MeshPropagator` on the `HeaderMap` fast
 /// path, or through opentelemetry's global propagator when the user registered a different
@@ -62,5 +65,18 @@ impl Propagation {
                 p.inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers))
             }),
         }
+    }
+}
+
+/// The trace context an outgoing call made inside `span` carries: the span's own when an
+/// OpenTelemetry layer tracks it, else the current OpenTelemetry context (which the server
+/// layer sets to the extracted one when no OpenTelemetry layer is installed, so that the
+/// incoming headers are at least forwarded).
+pub(crate) fn context_of(span: &Span) -> Context {
+    let cx = span.context();
+    if cx.has_active_span() {
+        cx
+    } else {
+        Context::current()
     }
 }

@@ -1,0 +1,203 @@
+//! The deadline budget: read where a request comes in (`grpc-timeout`,
+//! `x-envoy-expected-rq-timeout-ms`), carried to every call made while handling it, each call
+//! capped at what is left, and a call with nothing left failing at once without being sent.
+#![cfg(all(
+    feature = "axum",
+    feature = "reqwest",
+    feature = "tonic",
+    feature = "sdk"
+))]
+
+mod mesh;
+mod support;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use mesh::{attr, spans_of, Mesh, RelayClient};
+use meshtrace::deadline::{BudgetExhausted, Deadline, DeadlineExt, DeadlineSource};
+use meshtrace::server::MeshServerLayer;
+use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
+use opentelemetry::{Context, Value};
+use std::time::{Duration, Instant};
+use support::{one, serve, Caller, Seen};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+fn int(v: Option<Value>) -> i64 {
+    match v {
+        Some(Value::I64(n)) => n,
+        other => panic!("expected an int attribute, got {other:?}"),
+    }
+}
+
+/// `GET /call/{sleep_ms}/{tag}`: waits, reports what `deadline::current()` says, then calls
+/// the back service; a call refused for lack of budget answers 504.
+async fn call_after(
+    State(caller): State<Caller>,
+    Path((sleep_ms, tag)): Path<(u64, String)>,
+) -> (StatusCode, String) {
+    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+    let left = meshtrace::deadline::current().map(|d| d.remaining());
+    match caller.get(&tag).send().await {
+        Ok(r) => (r.status(), format!("left {left:?}")),
+        Err(reqwest_middleware::Error::Middleware(e))
+            if e.downcast_ref::<BudgetExhausted>().is_some() =>
+        {
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("budget exhausted: {e}"),
+            )
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+async fn front(seen: &Seen) -> (String, String) {
+    let back = serve(support::recording_back(seen.clone()).layer(MeshServerLayer::new())).await;
+    let back = format!("http://{back}");
+    let app = Router::new()
+        .route("/call/{sleep_ms}/{tag}", get(call_after))
+        .with_state(Caller::new(back.clone()))
+        .layer(MeshServerLayer::new());
+    (format!("http://{}", serve(app).await), back)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_timeout_caps_the_calls_made_while_handling() {
+    mesh::exporter();
+    let seen = Seen::default();
+    let (front, _) = front(&seen).await;
+    let trace = "5a1f0000000000000000000000000001";
+    let res = reqwest::Client::new()
+        .get(format!("{front}/call/0/capped"))
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .header("x-envoy-expected-rq-timeout-ms", "400")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.starts_with("left Some("),
+        "the handler can read the time left: {body}"
+    );
+
+    let spans = spans_of(TraceId::from_hex(trace).unwrap(), 3).await;
+    let server = spans
+        .iter()
+        .find(|s| s.name == "GET /call/{sleep_ms}/{tag}")
+        .expect("front server span");
+    let arrived_with = int(attr(server, "meshtrace.deadline.remaining_ms"));
+    assert!((390..=400).contains(&arrived_with), "{arrived_with}");
+    let client = one(&spans, "GET", SpanKind::Client);
+    let budget = int(attr(client, "meshtrace.deadline.budget_ms"));
+    assert!(
+        (300..=395).contains(&budget),
+        "400 ms less the time spent and the 5 ms margin: {budget}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_no_budget_left_is_not_sent() {
+    mesh::exporter();
+    let seen = Seen::default();
+    let (front, _) = front(&seen).await;
+    let trace = "5a1f0000000000000000000000000002";
+    let res = reqwest::Client::new()
+        .get(format!("{front}/call/60/late"))
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .header("grpc-timeout", "20m")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 504);
+    assert!(res.text().await.unwrap().contains("budget exhausted"));
+    assert!(
+        seen.lock().unwrap().iter().all(|(tag, _)| tag != "late"),
+        "the back service never saw the call"
+    );
+    let spans = spans_of(TraceId::from_hex(trace).unwrap(), 2).await;
+    let client = one(&spans, "GET", SpanKind::Client);
+    assert_eq!(
+        attr(client, "error.type"),
+        Some(Value::from("budget_exhausted"))
+    );
+    assert_eq!(int(attr(client, "meshtrace.deadline.budget_ms")), 0);
+}
+
+/// Runs `f` inside a root span whose context carries a deadline `budget` from now, as the
+/// server layer would have set it; returns its output and the trace id.
+async fn with_deadline<F: std::future::Future>(budget: Duration, f: F) -> (F::Output, TraceId) {
+    mesh::exporter();
+    let deadline = Deadline::new(Instant::now() + budget, DeadlineSource::GrpcTimeout);
+    let root = {
+        let _attached = Context::current().with_deadline(deadline).attach();
+        tracing::info_span!("handler")
+    };
+    let trace_id = root.context().span().span_context().trace_id();
+    (f.instrument(root).await, trace_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_shrinks_hop_by_hop() {
+    let mesh = Mesh::start(MeshServerLayer::new()).await;
+    let mut relay = RelayClient::new(mesh.relay);
+    let (reply, trace_id) =
+        with_deadline(Duration::from_millis(800), relay.forward("/back/7".into())).await;
+    assert_eq!(reply.unwrap().body, "back 7");
+
+    let spans = spans_of(trace_id, 5).await;
+    let grpc_client = one(&spans, "meshtrace.test.Relay/Forward", SpanKind::Client);
+    let grpc_server = one(&spans, "meshtrace.test.Relay/Forward", SpanKind::Server);
+    let http_client = one(&spans, "GET", SpanKind::Client);
+    let back_server = one(&spans, "GET /back/{id}", SpanKind::Server);
+    let sent = int(attr(grpc_client, "meshtrace.deadline.budget_ms"));
+    let relay_had = int(attr(grpc_server, "meshtrace.deadline.remaining_ms"));
+    let relay_sent = int(attr(http_client, "meshtrace.deadline.budget_ms"));
+    assert!(
+        sent <= 795,
+        "the gRPC call carries 800 ms less the margin: {sent}"
+    );
+    assert!(
+        relay_had <= sent,
+        "the relay got what was sent: {relay_had} <= {sent}"
+    );
+    assert!(
+        relay_sent < relay_had,
+        "and passed on less: {relay_sent} < {relay_had}"
+    );
+    assert!(relay_sent > 500, "{relay_sent}");
+    // The back service is reached over HTTP through reqwest: the cap is a client-side
+    // timeout there, not a header, so it records no budget of its own.
+    assert_eq!(attr(back_server, "meshtrace.deadline.remaining_ms"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_call_with_no_budget_fails_fast_with_a_typed_error() {
+    let mesh = Mesh::start(MeshServerLayer::new()).await;
+    let mut relay = RelayClient::new(mesh.relay);
+    let started = Instant::now();
+    let (reply, trace_id) = with_deadline(Duration::ZERO, relay.forward("/back/8".into())).await;
+    let status = reply.expect_err("no budget");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    let source = std::error::Error::source(&status).expect("a source");
+    assert!(
+        source.downcast_ref::<BudgetExhausted>().is_some(),
+        "{source}"
+    );
+
+    let spans = spans_of(trace_id, 2).await;
+    assert!(
+        spans.iter().all(|s| s.span_kind != SpanKind::Server),
+        "the relay was never called"
+    );
+    let client = one(&spans, "meshtrace.test.Relay/Forward", SpanKind::Client);
+    assert_eq!(
+        attr(client, "error.type"),
+        Some(Value::from("budget_exhausted"))
+    );
+    assert!(mesh.received().is_empty());
+}
