@@ -57,11 +57,13 @@
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub mod client;
 pub mod deadline;
+pub mod envoy;
 #[cfg(feature = "otlp")]
 pub mod export;
 #[cfg(feature = "tower")]
 mod instrument;
 pub mod propagation;
+pub mod retry;
 #[cfg(feature = "sdk")]
 mod sampler;
 #[cfg(feature = "tower")]

@@ -22,11 +22,14 @@
 //! ```
 
 use super::{call_budget, inject_from, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
+use crate::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::instrument::grpc::Side;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
+use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
 use crate::MeshPropagator;
 use http::Extensions;
 use opentelemetry_semantic_conventions::attribute as semconv;
+use reqwest::ResponseBuilderExt;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use std::future::Future;
@@ -94,14 +97,93 @@ impl Middleware for MeshTracing {
             inject_from(&span, self.propagator.as_ref(), req.headers_mut());
         }
         let result = next.run(req, extensions).instrument(span.clone()).await;
+        let result = match result {
+            Ok(res) => {
+                record_http_status(&span, Side::Client, res.status());
+                with_origin(res, &span)
+                    .await
+                    .map_err(reqwest_middleware::Error::Reqwest)
+            }
+            Err(e) => Err(e),
+        };
         match &result {
-            Ok(res) => record_http_status(&span, Side::Client, res.status()),
+            Ok(_) => {}
             Err(reqwest_middleware::Error::Reqwest(e)) => record_reqwest_error(&span, e),
             Err(reqwest_middleware::Error::Middleware(e)) => {
                 record_error(&span, "middleware", format!("{e:#}"))
             }
         }
         result
+    }
+}
+
+/// Envoy's local replies are a few bytes; a longer body is an application's.
+const MAX_LOCAL_REPLY: u64 = 4096;
+
+/// Works out who answered ([`crate::envoy::classify`]), records it on the span
+/// (`meshtrace.reply.origin`, `meshtrace.envoy.reply`) and stores it in the response's
+/// extensions for [`ResponseExt`]. For the statuses Envoy answers with, when nothing marks
+/// the response as the upstream's, the short body is read (and put back) to tell which
+/// local reply it is.
+async fn with_origin(res: Response, span: &Span) -> Result<Response, reqwest::Error> {
+    let status = res.status();
+    let candidate = matches!(status.as_u16(), 429 | 502 | 503 | 504)
+        && !res.headers().contains_key(X_ENVOY_UPSTREAM_SERVICE_TIME)
+        && res.content_length().is_some_and(|n| n <= MAX_LOCAL_REPLY);
+    let (mut res, origin) = if candidate {
+        let url = res.url().clone();
+        let version = res.version();
+        let headers = res.headers().clone();
+        let body = res.bytes().await?;
+        let origin = classify(status, &headers, Some(&body));
+        let mut rebuilt = http::Response::builder()
+            .status(status)
+            .version(version)
+            .url(url)
+            .body(body)
+            .expect("status and version come from a response");
+        *rebuilt.headers_mut() = headers;
+        (Response::from(rebuilt), origin)
+    } else {
+        let origin = classify(status, res.headers(), None);
+        (res, origin)
+    };
+    span.set_attribute(REPLY_ORIGIN, origin.as_str());
+    if let Origin::Envoy(reply) = &origin {
+        span.set_attribute(ENVOY_REPLY, reply.as_str());
+    }
+    res.extensions_mut().insert(origin);
+    Ok(res)
+}
+
+/// Who answered a call made through [`MeshTracing`].
+///
+/// ```no_run
+/// use meshtrace::client::reqwest::ResponseExt;
+/// use meshtrace::envoy::MeshError;
+/// # async fn run(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), Box<dyn std::error::Error>> {
+/// let res = client.get("http://ratings:9080/ratings/0").send().await?;
+/// match res.mesh_error() {
+///     Some(MeshError::CircuitOpen) => { /* back off */ }
+///     Some(e) => return Err(e.into()),
+///     None => { /* the application answered (maybe with its own 503) */ }
+/// }
+/// # Ok(()) }
+/// ```
+pub trait ResponseExt {
+    /// The upstream, Envoy (and which reply), or unknown; `None` if the response did not
+    /// come through [`MeshTracing`].
+    fn envoy_origin(&self) -> Option<&Origin>;
+
+    /// The mesh failure this response reports, if Envoy answered by itself.
+    fn mesh_error(&self) -> Option<MeshError> {
+        self.envoy_origin().and_then(Origin::error)
+    }
+}
+
+impl ResponseExt for Response {
+    fn envoy_origin(&self) -> Option<&Origin> {
+        self.extensions().get::<Origin>()
     }
 }
 

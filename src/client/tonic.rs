@@ -14,9 +14,13 @@
 
 use super::{call_budget, inject_from, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
 use crate::deadline::{format_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
+#[cfg(doc)]
+use crate::envoy::MeshError;
+use crate::envoy::{classify, classify_grpc, Origin};
 use crate::instrument::body::TracedBody;
 use crate::instrument::grpc::{self, Side};
 use crate::instrument::span::{self, record_error, record_grpc_status};
+use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
 use crate::MeshPropagator;
 use http::{HeaderValue, Request, Response, StatusCode};
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -235,9 +239,17 @@ where
             Ok(res) => {
                 let head = res.headers();
                 let trailers_expected = if let Some(code) = grpc::status(head) {
-                    record_grpc_status(&span, Side::Client, code, grpc::message(head));
+                    let message = grpc::message(head);
+                    if code != 0 {
+                        record_origin(
+                            &span,
+                            &classify_grpc(code, message.as_deref().unwrap_or(""), head),
+                        );
+                    }
+                    record_grpc_status(&span, Side::Client, code, message);
                     false
                 } else if res.status() != StatusCode::OK {
+                    record_origin(&span, &classify(res.status(), head, None));
                     // No gRPC status at all: a proxy (Envoy) or a non-gRPC server answered.
                     // The gRPC HTTP mapping says what the caller will see.
                     span.set_attribute(
@@ -259,6 +271,72 @@ where
         })
     }
 }
+
+fn record_origin(span: &Span, origin: &Origin) {
+    span.set_attribute(REPLY_ORIGIN, origin.as_str());
+    if let Origin::Envoy(reply) = origin {
+        span.set_attribute(ENVOY_REPLY, reply.as_str());
+    }
+}
+
+/// Who answered a failed call: the server, or the Envoy sidecar by itself (which puts its
+/// reply in `grpc-message`), and so which [`MeshError`] it is.
+///
+/// ```
+/// use meshtrace::client::tonic::origin;
+/// use meshtrace::envoy::{MeshError, Origin};
+/// let status = tonic::Status::unavailable("no healthy upstream");
+/// assert_eq!(origin(&status).error(), Some(MeshError::NoHealthyUpstream));
+/// assert_eq!(origin(&tonic::Status::unavailable("db down")), Origin::Unknown);
+/// ```
+pub fn origin(status: &tonic::Status) -> Origin {
+    classify_grpc(
+        status.code() as i64,
+        status.message(),
+        status.metadata().as_ref(),
+    )
+}
+
+/// `endpoint` set up for a service behind a sidecar,
+/// so that a connection the mesh dropped is noticed before a call is put on it (the
+/// "transport is closing" failures of the seed write-up).
+///
+/// - **HTTP/2 keepalive every 20 s, 10 s to answer, also while idle.** A client that only
+///   speaks when it has a call learns that its connection is dead from the call that fails.
+///   Pinging while idle finds out first. Idle timeouts on the path are much longer (Envoy's
+///   HTTP connection idle timeout and Istio's `connectionPool.http.idleTimeout` default to
+///   1 h; NAT and conntrack tables drop idle flows after minutes, 350 s on common cloud
+///   NATs), so a 20 s ping keeps the connection warm through all of them and a silently
+///   dropped one is found within 30 s.
+///   The pings go to the local sidecar, which answers them; they are not the upstream
+///   server's to police (grpc-go servers, reached directly, refuse pings more often than
+///   every 5 minutes on idle connections: use this preset only behind a sidecar).
+/// - **TCP keepalive 30 s**, the same idea one layer down, for connections stuck before
+///   HTTP/2 is up.
+/// - **Connect timeout 2 s.** The connection is to the local sidecar, which is up or not;
+///   connecting to the real destination is Envoy's job (its own connect timeout, 10 s in
+///   Istio).
+///
+/// ```
+/// use meshtrace::client::tonic::mesh_endpoint;
+/// # #[tokio::main] async fn main() {
+/// let endpoint = mesh_endpoint(tonic::transport::Endpoint::from_static("http://reviews:9080"));
+/// let channel = endpoint.connect_lazy();
+/// # }
+/// ```
+pub fn mesh_endpoint(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
+    endpoint
+        .http2_keep_alive_interval(MESH_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(MESH_KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .connect_timeout(Duration::from_secs(2))
+}
+
+/// [`mesh_endpoint`]'s HTTP/2 keepalive interval.
+pub const MESH_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// [`mesh_endpoint`]'s HTTP/2 keepalive timeout.
+pub const MESH_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// gRPC's "HTTP to gRPC status code mapping", for responses that carry no `grpc-status`.
 fn grpc_code_for_http(status: StatusCode) -> i64 {

@@ -9,6 +9,13 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// Who answered a call: `upstream`, `envoy` or `unknown` ([`crate::envoy::Origin`]).
+#[cfg(any(feature = "reqwest", feature = "tonic"))]
+pub(crate) const REPLY_ORIGIN: &str = "meshtrace.reply.origin";
+/// Which local reply Envoy made ([`crate::envoy::EnvoyReply::as_str`]).
+#[cfg(any(feature = "reqwest", feature = "tonic"))]
+pub(crate) const ENVOY_REPLY: &str = "meshtrace.envoy.reply";
+
 /// The span of a request this process serves.
 pub(crate) fn server_span(name: &str) -> Span {
     tracing::info_span!(target: "meshtrace::server", "server", otel.name = name, otel.kind = "server")
