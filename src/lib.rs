@@ -63,11 +63,11 @@ pub mod export;
 #[cfg(feature = "tower")]
 mod instrument;
 pub mod propagation;
-pub mod retry;
 #[cfg(feature = "sdk")]
 mod sampler;
 #[cfg(feature = "tower")]
 pub mod server;
+pub mod timeouts;
 
 #[cfg(feature = "otlp")]
 pub use export::init;

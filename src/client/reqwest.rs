@@ -26,13 +26,16 @@ use crate::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::instrument::grpc::Side;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
 use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
+use crate::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
 use crate::MeshPropagator;
 use http::Extensions;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use reqwest::ResponseBuilderExt;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -43,6 +46,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub struct MeshTracing {
     propagator: Option<MeshPropagator>,
     margin: Duration,
+    mesh_timeouts: HashMap<String, MeshTimeout>,
+    warned: Arc<WarnedOnce>,
 }
 
 impl Default for MeshTracing {
@@ -50,6 +55,8 @@ impl Default for MeshTracing {
         MeshTracing {
             propagator: None,
             margin: DEFAULT_DEADLINE_MARGIN,
+            mesh_timeouts: HashMap::new(),
+            warned: Arc::default(),
         }
     }
 }
@@ -74,6 +81,37 @@ impl MeshTracing {
         self.margin = margin;
         self
     }
+
+    /// The mesh route timeout for calls to `host`: a call without a timeout of its own gets
+    /// [`MeshTimeout::code_timeout`], and a call whose timeout is shorter than the route's
+    /// is logged (once per host).
+    ///
+    /// ```
+    /// use meshtrace::{client::reqwest::MeshTracing, timeouts::MeshTimeout};
+    /// let layer = MeshTracing::new()
+    ///     .mesh_timeout("ratings", MeshTimeout::route(std::time::Duration::from_secs(3)));
+    /// ```
+    pub fn mesh_timeout(mut self, host: impl Into<String>, timeout: MeshTimeout) -> Self {
+        self.mesh_timeouts.insert(host.into(), timeout);
+        self
+    }
+
+    fn apply_mesh_timeout(&self, req: &mut Request) {
+        let Some(host) = req.url().host_str() else {
+            return;
+        };
+        let Some(mesh) = self.mesh_timeouts.get(host) else {
+            return;
+        };
+        match req.timeout().copied() {
+            None => *req.timeout_mut() = Some(mesh.code_timeout()),
+            Some(own) if mesh.is_shorter_than_mesh(own) => {
+                let host = host.to_owned();
+                warn_shorter(&self.warned, &host, own, mesh);
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -85,6 +123,7 @@ impl Middleware for MeshTracing {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let span = start(&req, extensions.get::<SpanName>());
+        self.apply_mesh_timeout(&mut req);
         match call_budget(&span, self.margin) {
             Ok(Some(budget)) => cap_timeout(&mut req, budget),
             Ok(None) => {}

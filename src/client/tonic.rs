@@ -21,6 +21,7 @@ use crate::instrument::body::TracedBody;
 use crate::instrument::grpc::{self, Side};
 use crate::instrument::span::{self, record_error, record_grpc_status};
 use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
+use crate::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
 use crate::MeshPropagator;
 use http::{HeaderValue, Request, Response, StatusCode};
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -44,6 +45,8 @@ pub struct MeshGrpcLayer {
     propagator: Option<MeshPropagator>,
     server: Option<(String, Option<u16>)>,
     margin: Duration,
+    mesh_timeout: Option<MeshTimeout>,
+    warned: Arc<WarnedOnce>,
 }
 
 impl Default for MeshGrpcLayer {
@@ -52,6 +55,8 @@ impl Default for MeshGrpcLayer {
             propagator: None,
             server: None,
             margin: DEFAULT_DEADLINE_MARGIN,
+            mesh_timeout: None,
+            warned: Arc::default(),
         }
     }
 }
@@ -74,6 +79,14 @@ impl MeshGrpcLayer {
     /// ([`DEFAULT_DEADLINE_MARGIN`] by default).
     pub fn deadline_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
+        self
+    }
+
+    /// The mesh route timeout of the channel's destination: a call without a `grpc-timeout`
+    /// of its own gets [`MeshTimeout::code_timeout`], and a call asking for less than the
+    /// route's timeout is logged (once).
+    pub fn mesh_timeout(mut self, timeout: MeshTimeout) -> Self {
+        self.mesh_timeout = Some(timeout);
         self
     }
 
@@ -161,13 +174,25 @@ where
                 };
             }
         };
-        if let Some(budget) = budget {
-            // The callee gets the budget, or less if the caller asked for less.
-            let asked = req
-                .headers()
-                .get(GRPC_TIMEOUT)
-                .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok());
-            let timeout = asked.map_or(budget, |a| a.min(budget));
+        let asked = req
+            .headers()
+            .get(GRPC_TIMEOUT)
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok());
+        let own = match (&self.layer.mesh_timeout, asked) {
+            (Some(mesh), Some(asked)) if mesh.is_shorter_than_mesh(asked) => {
+                let destination = call.map_or("grpc", |(service, _)| service).to_owned();
+                warn_shorter(&self.layer.warned, &destination, asked, mesh);
+                Some(asked)
+            }
+            (Some(mesh), None) => Some(mesh.code_timeout()),
+            (_, asked) => asked,
+        };
+        // The callee gets the tighter of the call's own timeout and the budget.
+        let timeout = match (own, budget) {
+            (Some(own), Some(budget)) => Some(own.min(budget)),
+            (own, budget) => own.or(budget),
+        };
+        if let Some(timeout) = timeout {
             if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
                 req.headers_mut().insert(GRPC_TIMEOUT, value);
             }
@@ -178,7 +203,7 @@ where
         let inner = span.in_scope(|| self.inner.call(req));
         ResponseFuture {
             inner: Some(inner),
-            timer: budget.map(tokio::time::sleep),
+            timer: timeout.map(tokio::time::sleep),
             failed: None,
             span: Some(span),
         }
@@ -225,7 +250,7 @@ where
                     ready!(timer.poll(cx));
                     let span = this.span.take().unwrap_or_else(Span::none);
                     let status = tonic::Status::deadline_exceeded(
-                        "the deadline budget of the request being handled ran out during the call",
+                        "the call's time ran out (its grpc-timeout, its mesh code timeout or the deadline budget of the request being handled)",
                     );
                     record_grpc_status(&span, Side::Client, 4, Some(status.message().to_owned()));
                     this.inner.set(None);
