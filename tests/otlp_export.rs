@@ -3,15 +3,9 @@
 //! OpenTelemetry's environment variables. After one request through the layers and a flush,
 //! the receiver holds every span with the right resource, parents, kinds and attributes.
 //!
-//! Every setup but one is built with `TelemetryBuilder::from_env_source` (an explicit map,
-//! never the process environment: the tests run in parallel) and used without installing it:
-//! the service runs on a runtime whose threads take `Telemetry::dispatch` as their default,
-//! and the test thread driving requests does too. The one global install this binary may do
-//! is `install_once_then_plain_tracing_spans_are_exported`.
-//!
-//! The gRPC exporter's channel lives on the runtime it is built in, so every setup builds its
-//! telemetry inside a small background runtime of its own that outlives the exporter (the
-//! service runtime cannot be it: its threads need the dispatch before it exists).
+//! Every setup but one is an instrumented service of `tests/otlp/service.rs`, with its telemetry
+//! from an explicit environment and used without installing it. The one global install this
+//! binary may do is `install_once_then_plain_tracing_spans_are_exported`.
 #![cfg(all(feature = "otlp", feature = "axum", feature = "reqwest"))]
 
 mod otlp;
@@ -21,17 +15,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use meshtrace::export::{InitError, Telemetry, TelemetryBuilder, TelemetryGuard};
+use meshtrace::export::InitError;
 use meshtrace::server::MeshServerLayer;
-use meshtrace::MeshPropagator;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use otlp::service::{builder, collector, force_flush, shutdown, Env, Service};
 use otlp::{ReceivedSpan, Receiver, SpanKind, Transport, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::{Caller, Seen};
-use tokio::runtime::Runtime;
-use tracing::Dispatch;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const SERVICE: &str = "checkout";
@@ -43,83 +35,29 @@ const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- set-up
 
-/// The environment a deployment would give the service, aimed at `receiver`.
-fn otel_env(receiver: &Receiver) -> Vec<(&'static str, String)> {
-    let protocol = match receiver.transport() {
-        Transport::Grpc => "grpc",
-        Transport::Http => "http/protobuf",
-    };
-    vec![
-        ("OTEL_SERVICE_NAME", SERVICE.into()),
-        ("OTEL_RESOURCE_ATTRIBUTES", RESOURCE_ATTRIBUTES.into()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.into()),
-        // For HTTP the base URL: the receiver serves only `/v1/traces`, so a span arriving
-        // proves the exporter appended it.
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-        ("OTEL_EXPORTER_OTLP_HEADERS", format!("x-api-key={API_KEY}")),
-    ]
-}
-
-fn builder(env: &[(&'static str, String)]) -> TelemetryBuilder {
-    TelemetryBuilder::from_env_source(|var| {
-        env.iter()
-            .find(|(name, _)| *name == var)
-            .map(|(_, value)| value.clone())
-    })
-    .expect("a valid environment")
-    // The fmt layer writes to the real stdout, past the test harness's capture.
-    .logs(None)
-}
-
-fn runtime(name: &str, workers: usize, dispatch: Option<&Dispatch>) -> Runtime {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all();
-    if let Some(dispatch) = dispatch.cloned() {
-        builder.on_thread_start(move || {
-            // Kept for the thread's whole life.
-            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-        });
-    }
-    builder.build().expect("runtime")
-}
-
-/// A receiver for `transport` on a runtime of its own, as a collector in another process.
-fn collector(transport: Transport) -> (Runtime, Receiver) {
-    let runtime = runtime("collector", 1, None);
-    let receiver = runtime.block_on(Receiver::start(transport));
-    (runtime, receiver)
+/// The environment a deployment would give the service, aimed at `receiver`, with `extra`
+/// variables. For HTTP the endpoint is the base URL: the receiver serves only `/v1/traces`,
+/// so a span arriving proves the exporter appended it.
+fn otel_env(receiver: &Receiver, extra: &[(&'static str, &str)]) -> Env {
+    let mut env = otlp::service::env(SERVICE, receiver.transport(), receiver.endpoint());
+    env.insert("OTEL_RESOURCE_ATTRIBUTES", RESOURCE_ATTRIBUTES.into());
+    env.insert("OTEL_EXPORTER_OTLP_HEADERS", format!("x-api-key={API_KEY}"));
+    env.extend(extra.iter().map(|&(var, value)| (var, value.to_owned())));
+    env
 }
 
 /// A front service (`GET /front/{id}`) calling a back service (`GET /back/{id}`) through
-/// `MeshTracing`, both behind `MeshServerLayer`, on a runtime whose threads record into
-/// `telemetry`.
+/// `MeshTracing`, both behind `MeshServerLayer`.
 struct Mesh {
-    /// Declared first: dropped (its threads and their dispatch) before `background`.
-    runtime: Runtime,
-    provider: Option<SdkTracerProvider>,
-    guard: Option<TelemetryGuard>,
-    dispatch: Dispatch,
     front: SocketAddr,
     back: SocketAddr,
     seen: Seen,
-    /// Where the gRPC exporter's channel lives.
-    _background: Runtime,
 }
 
 impl Mesh {
-    fn start(env: &[(&'static str, String)]) -> Mesh {
-        meshtrace::set_global_propagator(MeshPropagator::istio());
-        let background = runtime("exporter", 1, None);
-        let telemetry: Telemetry = {
-            let _entered = background.enter();
-            builder(env).build().expect("build telemetry")
-        };
-        let dispatch = telemetry.dispatch().clone();
-        let runtime = runtime("mesh", 2, Some(&dispatch));
-        let (front, back, seen) = runtime.block_on(async {
+    /// The mesh, on a runtime whose threads record into telemetry configured by `env`.
+    fn start(env: &Env) -> Service<Mesh> {
+        Service::launch("mesh", builder(env), async {
             let seen = Seen::default();
             let back =
                 support::serve(support::recording_back(seen.clone()).layer(MeshServerLayer::new()))
@@ -128,32 +66,18 @@ impl Mesh {
                 .route("/front/{id}", get(front))
                 .with_state(Caller::new(format!("http://{back}")))
                 .layer(MeshServerLayer::new());
-            (support::serve(front_app).await, back, seen)
-        });
-        Mesh {
-            runtime,
-            provider: telemetry.provider().cloned(),
-            guard: Some(telemetry.into_guard()),
-            dispatch,
-            front,
-            back,
-            seen,
-            _background: background,
-        }
+            let front = support::serve(front_app).await;
+            Mesh { front, back, seen }
+        })
     }
+}
 
-    /// Runs `f` to completion on the mesh's runtime, from this thread with the mesh's
-    /// subscriber as its default.
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        let _default = tracing::dispatcher::set_default(&self.dispatch);
-        self.runtime.block_on(f)
-    }
-
+impl Service<Mesh> {
     /// `GET /front/{id}` as an Envoy sidecar forwards it: B3 multi headers and
     /// `x-request-id`. Expects a 200.
     async fn send_from_envoy(&self, id: &str, trace_id: &str, span_id: &str) {
         let response = reqwest::Client::new()
-            .get(format!("http://{}/front/{id}", self.front))
+            .get(format!("http://{}/front/{id}", self.app.front))
             .header("x-request-id", REQUEST_ID)
             .header("x-b3-traceid", trace_id)
             .header("x-b3-spanid", span_id)
@@ -166,18 +90,6 @@ impl Mesh {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, format!("front {id}"));
     }
-}
-
-/// Shuts `guard` down on the blocking pool (never on a runtime thread: the batch processor
-/// blocks); its result and how long it took.
-async fn shutdown(guard: TelemetryGuard) -> (Result<(), String>, Duration) {
-    tokio::task::spawn_blocking(move || {
-        let start = Instant::now();
-        let result = guard.shutdown().map_err(|e| e.to_string());
-        (result, start.elapsed())
-    })
-    .await
-    .expect("shutdown task")
 }
 
 async fn front(
@@ -198,10 +110,7 @@ async fn flush_until(
 ) -> Vec<ReceivedSpan> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let flushing = provider.clone();
-        let flushed = tokio::task::spawn_blocking(move || flushing.force_flush())
-            .await
-            .expect("flush task");
+        let flushed = force_flush(provider).await;
         let spans = of_trace(receiver, trace_id);
         if spans.len() >= n || Instant::now() >= deadline {
             flushed.expect("flush to a healthy receiver");
@@ -271,7 +180,7 @@ fn export_through_the_layers(transport: Transport) {
     };
 
     let (collector, receiver) = collector(transport);
-    let mut mesh = Mesh::start(&otel_env(&receiver));
+    let mut mesh = Mesh::start(&otel_env(&receiver, &[]));
     let provider = mesh.provider.clone().expect("the SDK is enabled");
     let guard = mesh.guard.take().expect("a guard");
 
@@ -339,14 +248,17 @@ fn export_through_the_layers(transport: Transport) {
     assert_eq!(back.attr("http.route"), Some(&Value::from("/back/{id}")));
     assert_eq!(
         client.attr("url.full"),
-        Some(&Value::from(format!("http://{}/back/order-7", mesh.back)))
+        Some(&Value::from(format!(
+            "http://{}/back/order-7",
+            mesh.app.back
+        )))
     );
     assert_eq!(
         client.attr("server.port"),
-        Some(&Value::Int(i64::from(mesh.back.port())))
+        Some(&Value::Int(i64::from(mesh.app.back.port())))
     );
     // The back service got the client span as its parent, in the headers it received.
-    let at_back = support::seen_for(&mesh.seen, "order-7");
+    let at_back = support::seen_for(&mesh.app.seen, "order-7");
     assert_eq!(at_back["x-b3-traceid"], trace.as_str());
     assert_eq!(at_back["x-b3-spanid"], client.span_id.as_str());
     assert_eq!(at_back["x-request-id"], REQUEST_ID);
@@ -384,9 +296,7 @@ fn http_protobuf_export_through_the_layers() {
 fn schedule_delay_from_the_environment() {
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
     let (collector, receiver) = collector(Transport::Http);
-    let mut env = otel_env(&receiver);
-    env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
-    let mut mesh = Mesh::start(&env);
+    let mut mesh = Mesh::start(&otel_env(&receiver, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]));
     let guard = mesh.guard.take().expect("a guard");
 
     mesh.block_on(async {
@@ -411,9 +321,10 @@ fn schedule_delay_from_the_environment() {
 fn export_batch_size_from_the_environment() {
     const TRACE: &str = "5b8aa5a2d2c872e8321cf37308d69df2";
     let (collector, receiver) = collector(Transport::Http);
-    let mut env = otel_env(&receiver);
-    env.push(("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2".into()));
-    let mut mesh = Mesh::start(&env);
+    let mut mesh = Mesh::start(&otel_env(
+        &receiver,
+        &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")],
+    ));
     let provider = mesh.provider.clone().expect("the SDK is enabled");
     let guard = mesh.guard.take().expect("a guard");
 
@@ -439,9 +350,7 @@ fn disabled_sdk_exports_nothing_and_still_propagates() {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const ENVOY_SPAN: &str = "00f067aa0ba902b7";
     let (collector, receiver) = collector(Transport::Http);
-    let mut env = otel_env(&receiver);
-    env.push(("OTEL_SDK_DISABLED", "true".into()));
-    let mut mesh = Mesh::start(&env);
+    let mut mesh = Mesh::start(&otel_env(&receiver, &[("OTEL_SDK_DISABLED", "true")]));
     assert!(mesh.provider.is_none(), "no tracer provider when disabled");
     let guard = mesh.guard.take().expect("a guard");
 
@@ -455,7 +364,7 @@ fn disabled_sdk_exports_nothing_and_still_propagates() {
     assert_eq!(receiver.requests(), 0, "{:?}", receiver.request_log());
 
     // No span was made, so the incoming trace went on as it came: same trace, same span.
-    let at_back = support::seen_for(&mesh.seen, "disabled");
+    let at_back = support::seen_for(&mesh.app.seen, "disabled");
     assert_eq!(at_back["x-b3-traceid"], TRACE);
     assert_eq!(at_back["x-b3-spanid"], ENVOY_SPAN);
     assert_eq!(
@@ -474,7 +383,7 @@ fn disabled_sdk_exports_nothing_and_still_propagates() {
 #[test]
 fn install_once_then_plain_tracing_spans_are_exported() {
     let (collector, receiver) = collector(Transport::Http);
-    let env = otel_env(&receiver);
+    let env = otel_env(&receiver, &[]);
     // OTLP/HTTP needs no runtime: built and installed on the test thread.
     let guard = builder(&env)
         .build()

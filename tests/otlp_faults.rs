@@ -27,19 +27,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use meshtrace::export::{TelemetryBuilder, TelemetryGuard};
 use meshtrace::server::MeshServerLayer;
-use meshtrace::MeshPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use otlp::service::{collector, collector_runtime, Env};
 use otlp::{Mode, Outcome, Receiver, SpanKind, Transport};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 use support::Caller;
 use tokio::runtime::Runtime;
-use tracing::Dispatch;
 
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`: one export, retries included, gives up after this.
 const EXPORT_TIMEOUT_MS: u64 = 500;
@@ -72,65 +68,30 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
     RSS.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn runtime(name: &str, workers: usize, dispatch: Option<&Dispatch>) -> Runtime {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all();
-    if let Some(dispatch) = dispatch.cloned() {
-        builder.on_thread_start(move || {
-            // Kept for the thread's whole life.
-            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-        });
-    }
-    builder.build().expect("runtime")
-}
-
-/// The collector's runtime.
-fn collector_runtime() -> Runtime {
-    runtime("collector", 1, None)
-}
-
 /// A port nothing listens on: bound, then let go.
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
 }
 
-/// The service's environment variables.
-type Env = BTreeMap<&'static str, String>;
-
 /// The environment of a service exporting over `transport` to `endpoint`
 /// (`http://127.0.0.1:PORT`) with the short [`EXPORT_TIMEOUT_MS`].
 fn env(transport: Transport, endpoint: String) -> Env {
-    let protocol = match transport {
-        Transport::Grpc => "grpc",
-        Transport::Http => "http/protobuf",
-    };
-    Env::from([
-        ("OTEL_SERVICE_NAME", "faults".to_owned()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", EXPORT_TIMEOUT_MS.to_string()),
-    ])
+    let mut env = otlp::service::env("faults", transport, endpoint);
+    env.insert("OTEL_EXPORTER_OTLP_TIMEOUT", EXPORT_TIMEOUT_MS.to_string());
+    env
 }
 
 /// The instrumented service and what drives it.
-struct Service {
-    /// Declared first: its threads (and the dispatch they hold) go before `background`.
-    runtime: Runtime,
-    dispatch: Dispatch,
-    provider: SdkTracerProvider,
-    guard: Option<TelemetryGuard>,
-    front: SocketAddr,
+type Service = otlp::service::Service<Front>;
+
+/// The service's front, and the driver's client for it.
+struct Front {
+    addr: SocketAddr,
     /// The driver's client (no tracing of its own; it stands for the sidecar).
     client: reqwest::Client,
     /// Numbers the requests, so each has a trace id of its own.
     sent: u64,
-    /// Where the gRPC exporter's channel lives (built inside it; it must outlive the
-    /// exporter). The service runtime cannot host it: its threads need the dispatch first.
-    _background: Runtime,
 }
 
 impl Service {
@@ -143,57 +104,41 @@ impl Service {
     /// The service configured by `env`, with `second` as a second exporter beside OTLP if
     /// given.
     fn with(env: Env, second: Option<StuckExporter>) -> Service {
-        meshtrace::set_global_propagator(MeshPropagator::istio());
-        let background = runtime("exporter", 1, None);
-        let telemetry = {
-            let _entered = background.enter();
-            let mut builder = TelemetryBuilder::from_env_source(|var| env.get(var).cloned())
-                .expect("a valid environment")
-                // The fmt layer writes to the real stdout, past the test harness's capture.
-                .logs(None)
-                .shutdown_timeout(SHUTDOWN_TIMEOUT);
-            if let Some(second) = second {
-                builder = builder.with_span_exporter(second);
-            }
-            builder.build().expect("build telemetry")
-        };
-        let dispatch = telemetry.dispatch().clone();
-        let runtime = runtime("service", 2, Some(&dispatch));
-        let front = runtime.block_on(async {
+        let mut telemetry = otlp::service::builder(&env).shutdown_timeout(SHUTDOWN_TIMEOUT);
+        if let Some(second) = second {
+            telemetry = telemetry.with_span_exporter(second);
+        }
+        Service::launch("service", telemetry, async {
             let back =
                 support::serve(Router::new().route("/back/{id}", get(|| async { "ok" }))).await;
             let front_app = Router::new()
                 .route("/front/{id}", get(front))
                 .with_state(Caller::new(format!("http://{back}")))
                 .layer(MeshServerLayer::new());
-            support::serve(front_app).await
-        });
-        Service {
-            runtime,
-            dispatch,
-            provider: telemetry.provider().cloned().expect("the SDK is enabled"),
-            guard: Some(telemetry.into_guard()),
-            front,
-            client: reqwest::Client::new(),
-            sent: 0,
-            _background: background,
-        }
+            Front {
+                addr: support::serve(front_app).await,
+                client: reqwest::Client::new(),
+                sent: 0,
+            }
+        })
     }
 
-    /// Runs `f` on the service's runtime, from this thread with the service's subscriber as
-    /// its default.
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        let _default = tracing::dispatcher::set_default(&self.dispatch);
-        self.runtime.block_on(f)
+    /// A collector for `transport` on a runtime of its own, and the service exporting to it.
+    fn with_collector(transport: Transport) -> (Runtime, Receiver, Service) {
+        let (collector, receiver) = collector(transport);
+        let service = Service::start(transport, receiver.endpoint());
+        (collector, receiver, service)
     }
 
     /// One request as the sidecar forwards it, with a new B3 trace; expects a 200. Returns
     /// the trace id and how long the request took.
     fn request(&mut self) -> (String, Duration) {
-        self.sent += 1;
-        let trace_id = format!("{:016x}{:016x}", 0xfa_u64 << 56 | self.sent, self.sent);
-        let url = format!("http://{}/front/{}", self.front, self.sent);
+        self.app.sent += 1;
+        let sent = self.app.sent;
+        let trace_id = format!("{:016x}{:016x}", 0xfa_u64 << 56 | sent, sent);
+        let url = format!("http://{}/front/{sent}", self.app.addr);
         let request = self
+            .app
             .client
             .get(url)
             .header("x-b3-traceid", &trace_id)
@@ -218,33 +163,15 @@ impl Service {
         took[n / 2]
     }
 
+    /// A [`WARM_UP`], then a measured phase; its median.
+    fn warm_phase(&mut self) -> Duration {
+        self.phase(WARM_UP);
+        self.phase(PHASE)
+    }
+
     /// `n` requests whose trace ids are kept.
     fn traced(&mut self, n: usize) -> Vec<String> {
         (0..n).map(|_| self.request().0).collect()
-    }
-
-    /// `force_flush` on the blocking pool.
-    fn flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        let provider = self.provider.clone();
-        self.block_on(async {
-            tokio::task::spawn_blocking(move || provider.force_flush())
-                .await
-                .expect("flush task")
-        })
-    }
-
-    /// Shuts the guard down on the blocking pool; its result and how long it took.
-    fn shutdown(&mut self) -> (Result<(), String>, Duration) {
-        let guard = self.guard.take().expect("shut down once");
-        self.block_on(async {
-            tokio::task::spawn_blocking(move || {
-                let start = Instant::now();
-                let result = guard.shutdown().map_err(|e| e.to_string());
-                (result, start.elapsed())
-            })
-            .await
-            .expect("shutdown task")
-        })
     }
 }
 
@@ -341,6 +268,12 @@ fn assert_arrive(service: &Service, receiver: &Receiver, traces: &[String]) {
     }
 }
 
+/// [`AFTER`] new requests, whose traces must then [`assert_arrive`].
+fn assert_new_traces_arrive(service: &mut Service, receiver: &Receiver) {
+    let after = service.traced(AFTER);
+    assert_arrive(service, receiver, &after);
+}
+
 /// The guard's shutdown returns within its timeout (plus [`SHUTDOWN_SLACK`]); its result.
 fn assert_prompt_shutdown(service: &mut Service, what: &str) -> Result<(), String> {
     let (result, took) = service.shutdown();
@@ -375,17 +308,15 @@ fn no_collector_at_start() {
     let addr = free_addr();
     let collector = collector_runtime();
     let mut service = Service::start(Transport::Http, format!("http://{addr}"));
-    service.phase(WARM_UP);
     // The fault comes first here; the healthy run follows on the same service.
-    let down = service.phase(PHASE);
+    let down = service.warm_phase();
     assert_flush_fails(&mut service, "no collector");
 
     let receiver = collector.block_on(Receiver::start_on(Transport::Http, addr));
     let healthy = service.phase(PHASE);
     assert_latency_holds("no collector", healthy, down);
 
-    let after = service.traced(AFTER);
-    assert_arrive(&service, &receiver, &after);
+    assert_new_traces_arrive(&mut service, &receiver);
     assert_prompt_shutdown(&mut service, "no collector").expect("shutdown, collector healthy");
 }
 
@@ -395,11 +326,9 @@ fn no_collector_at_start() {
 #[test]
 fn collector_stops_mid_run_and_comes_back() {
     let _shared = shared();
-    let collector = collector_runtime();
-    let receiver = Arc::new(collector.block_on(Receiver::start_grpc()));
-    let mut service = Service::start(Transport::Grpc, receiver.endpoint());
-    service.phase(WARM_UP);
-    let healthy = service.phase(PHASE);
+    let (collector, receiver, mut service) = Service::with_collector(Transport::Grpc);
+    let receiver = Arc::new(receiver);
+    let healthy = service.warm_phase();
     service.flush().expect("flush to a healthy collector");
     assert!(receiver.requests() > 0);
 
@@ -420,8 +349,7 @@ fn collector_stops_mid_run_and_comes_back() {
     assert_flush_fails(&mut service, "collector stopped");
 
     collector.block_on(receiver.restart());
-    let after = service.traced(AFTER);
-    assert_arrive(&service, &receiver, &after);
+    assert_new_traces_arrive(&mut service, &receiver);
     assert_prompt_shutdown(&mut service, "stopped and back").expect("shutdown, collector back");
 }
 
@@ -430,11 +358,8 @@ fn collector_stops_mid_run_and_comes_back() {
 #[test]
 fn collector_answers_errors() {
     let _shared = shared();
-    let collector = collector_runtime();
-    let receiver = collector.block_on(Receiver::start_http());
-    let mut service = Service::start(Transport::Http, receiver.endpoint());
-    service.phase(WARM_UP);
-    let healthy = service.phase(PHASE);
+    let (_collector, receiver, mut service) = Service::with_collector(Transport::Http);
+    let healthy = service.warm_phase();
 
     receiver.set_mode(Mode::Error);
     let before = receiver.requests();
@@ -449,8 +374,7 @@ fn collector_answers_errors() {
     assert!(log[before..].iter().all(|r| r.outcome == Outcome::Refused));
 
     receiver.set_mode(Mode::Healthy);
-    let after = service.traced(AFTER);
-    assert_arrive(&service, &receiver, &after);
+    assert_new_traces_arrive(&mut service, &receiver);
 
     // Dropping the guard (not calling `shutdown`) is bounded the same way, while refused.
     receiver.set_mode(Mode::Error);
@@ -477,11 +401,8 @@ fn collector_answers_errors() {
 #[test]
 fn collector_hangs() {
     let _shared = shared();
-    let collector = collector_runtime();
-    let receiver = collector.block_on(Receiver::start_http());
-    let mut service = Service::start(Transport::Http, receiver.endpoint());
-    service.phase(WARM_UP);
-    let healthy = service.phase(PHASE);
+    let (collector, receiver, mut service) = Service::with_collector(Transport::Http);
+    let healthy = service.warm_phase();
 
     receiver.set_mode(Mode::Hang);
     let before = receiver.requests();
@@ -496,8 +417,7 @@ fn collector_hangs() {
         .all(|r| r.outcome == Outcome::Pending));
 
     receiver.set_mode(Mode::Healthy);
-    let after = service.traced(AFTER);
-    assert_arrive(&service, &receiver, &after);
+    assert_new_traces_arrive(&mut service, &receiver);
     assert_prompt_shutdown(&mut service, "collector hung").expect("shutdown, collector healthy");
 }
 
@@ -518,11 +438,8 @@ fn collector_hangs() {
 #[test]
 fn memory_stays_bounded_while_the_collector_hangs() {
     let _alone = exclusive();
-    let collector = collector_runtime();
-    let receiver = collector.block_on(Receiver::start_http());
-    let mut service = Service::start(Transport::Http, receiver.endpoint());
-    service.phase(WARM_UP);
-    service.phase(PHASE);
+    let (_collector, receiver, mut service) = Service::with_collector(Transport::Http);
+    service.warm_phase();
 
     let at_start = rss_bytes();
     receiver.set_mode(Mode::Hang);
@@ -566,8 +483,7 @@ fn configured_queue_bounds_what_waits_for_a_hanging_collector() {
     const QUEUE_SIZE: usize = 16;
     const BATCH: usize = 8;
     let _shared = shared();
-    let collector = collector_runtime();
-    let receiver = collector.block_on(Receiver::start_http());
+    let (_collector, receiver) = collector(Transport::Http);
     let mut env = env(Transport::Http, receiver.endpoint());
     env.insert("OTEL_BSP_MAX_QUEUE_SIZE", QUEUE_SIZE.to_string());
     env.insert("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", BATCH.to_string());
@@ -606,8 +522,7 @@ fn configured_queue_bounds_what_waits_for_a_hanging_collector() {
 /// shutdown timeout.
 fn shutdown_while_the_collector_hangs(transport: Transport) {
     let _shared = shared();
-    let collector = collector_runtime();
-    let receiver = collector.block_on(Receiver::start(transport));
+    let (collector, receiver) = collector(transport);
     let mut env = env(transport, receiver.endpoint());
     env.remove("OTEL_EXPORTER_OTLP_TIMEOUT");
     let mut service = Service::with(env, None);
@@ -618,8 +533,8 @@ fn shutdown_while_the_collector_hangs(transport: Transport) {
     let running = Arc::new(AtomicBool::new(true));
     let load = {
         let running = running.clone();
-        let client = service.client.clone();
-        let url = format!("http://{}/front/load", service.front);
+        let client = service.app.client.clone();
+        let url = format!("http://{}/front/load", service.app.addr);
         service.runtime.spawn(async move {
             let mut sent = 0_u64;
             while running.load(Ordering::Relaxed) {
@@ -669,9 +584,7 @@ fn grpc_shutdown_returns_within_its_timeout_while_the_collector_hangs() {
 #[test]
 fn shutdown_says_when_queued_spans_did_not_go_out() {
     let _shared = shared();
-    let collector = collector_runtime();
-    let receiver = collector.block_on(Receiver::start_http());
-    let mut service = Service::start(Transport::Http, receiver.endpoint());
+    let (_collector, receiver, mut service) = Service::with_collector(Transport::Http);
     receiver.set_mode(Mode::Error);
     // Queued, well under a batch: only the shutdown exports them.
     let traces = service.traced(AFTER);
@@ -700,8 +613,7 @@ fn shutdown_says_when_queued_spans_did_not_go_out() {
 #[test]
 fn shutdown_timeout_covers_every_exporter() {
     let _shared = shared();
-    let collector = collector_runtime();
-    let receiver = collector.block_on(Receiver::start_http());
+    let (_collector, receiver) = collector(Transport::Http);
     receiver.set_mode(Mode::Hang);
     let second = StuckExporter::default();
     // The exporter's default timeout (10 s), longer than the shutdown's.

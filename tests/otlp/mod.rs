@@ -12,9 +12,15 @@
 //! [`Receiver::stop`] / [`Receiver::restart`] take the collector down and bring it back on the
 //! same port.
 //!
+//! [`service`] runs an instrumented service exporting to it, for the tests built with
+//! meshtrace's `otlp` feature.
+//!
 //! Every test file is its own crate and uses only some of these helpers, so unused ones are
 //! not an error here.
 #![allow(dead_code)]
+
+#[cfg(feature = "otlp")]
+pub mod service;
 
 use axum::body::Bytes;
 use axum::extract::State;
