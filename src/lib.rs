@@ -51,9 +51,13 @@
 //! - `tonic`: [`client::tonic::MeshGrpcLayer`] for channels, [`client::tonic::MeshInterceptor`].
 //! - `otlp`: [`init()`]: the propagator, a `tracing` subscriber and an OTLP exporter, from
 //!   OpenTelemetry's environment variables ([`export`]).
+//! - `check`: [`check`], a checker for retries and timeouts that fight the mesh in Istio YAML
+//!   and the app's client settings (`cargo run --example mesh_check -- FILES…`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "check")]
+pub mod check;
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub mod client;
 pub mod deadline;
@@ -63,6 +67,7 @@ pub mod export;
 #[cfg(feature = "tower")]
 mod instrument;
 pub mod propagation;
+pub mod retry;
 #[cfg(feature = "sdk")]
 mod sampler;
 #[cfg(feature = "tower")]
