@@ -22,6 +22,7 @@ use crate::deadline::{BudgetExhausted, DeadlineExt};
 use crate::instrument::{context_of, Propagation};
 use crate::MeshPropagator;
 use http::HeaderMap;
+use opentelemetry::Context;
 use std::borrow::Cow;
 use std::time::Duration;
 use tracing::Span;
@@ -50,22 +51,37 @@ pub(crate) fn inject_from(
     propagator: Option<&MeshPropagator>,
     headers: &mut HeaderMap,
 ) {
-    let cx = context_of(span);
-    Propagation::resolve(propagator).inject(&cx, headers);
+    inject_cx(&context_of(span), propagator, headers);
+}
+
+/// Writes `cx` into `headers`.
+pub(crate) fn inject_cx(
+    cx: &Context,
+    propagator: Option<&MeshPropagator>,
+    headers: &mut HeaderMap,
+) {
+    Propagation::resolve(propagator).inject(cx, headers);
+}
+
+/// The context a call made inside client span `span` carries (computed once per call, for
+/// the budget and the injection alike).
+pub(crate) fn call_context(span: &Span) -> Context {
+    context_of(span)
 }
 
 /// Time kept, by default, between the end of an outgoing call's budget and the deadline of
 /// the request being handled: for the answer to travel back.
 pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_millis(5);
 
-/// The time the call made inside client span `span` may take: `None` when the request being
-/// handled has no deadline, [`BudgetExhausted`] when it has nothing left. Recorded on the
-/// span as `meshtrace.deadline.budget_ms`.
+/// The time the call made inside client span `span` (whose context is `cx`) may take: `None`
+/// when the request being handled has no deadline, [`BudgetExhausted`] when it has nothing
+/// left. Recorded on the span as `meshtrace.deadline.budget_ms`.
 pub(crate) fn call_budget(
+    cx: &Context,
     span: &Span,
     margin: Duration,
 ) -> Result<Option<Duration>, BudgetExhausted> {
-    let Some(deadline) = context_of(span).deadline() else {
+    let Some(deadline) = cx.deadline() else {
         return Ok(None);
     };
     let budget = deadline.budget_for_call(margin);

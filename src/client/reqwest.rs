@@ -21,7 +21,10 @@
 //! # Ok(()) }
 //! ```
 
-use super::{call_budget, inject_from, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
+use super::{
+    call_budget, call_context, inject_cx, inject_from, DisablePropagation, SpanName,
+    DEFAULT_DEADLINE_MARGIN,
+};
 use crate::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::instrument::grpc::Side;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
@@ -124,7 +127,8 @@ impl Middleware for MeshTracing {
     ) -> reqwest_middleware::Result<Response> {
         let span = start(&req, extensions.get::<SpanName>());
         self.apply_mesh_timeout(&mut req);
-        match call_budget(&span, self.margin) {
+        let cx = call_context(&span);
+        match call_budget(&cx, &span, self.margin) {
             Ok(Some(budget)) => cap_timeout(&mut req, budget),
             Ok(None) => {}
             Err(exhausted) => {
@@ -133,7 +137,7 @@ impl Middleware for MeshTracing {
             }
         }
         if extensions.get::<DisablePropagation>().is_none() {
-            inject_from(&span, self.propagator.as_ref(), req.headers_mut());
+            inject_cx(&cx, self.propagator.as_ref(), req.headers_mut());
         }
         let result = next.run(req, extensions).instrument(span.clone()).await;
         let result = match result {
@@ -261,14 +265,15 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
         async move {
             let mut req = req?;
             let span = start(&req, None);
-            match call_budget(&span, DEFAULT_DEADLINE_MARGIN) {
+            let cx = call_context(&span);
+            match call_budget(&cx, &span, DEFAULT_DEADLINE_MARGIN) {
                 Ok(Some(budget)) => cap_timeout(&mut req, budget),
                 Ok(None) => {}
                 // reqwest's error type cannot be built here: a zero timeout makes reqwest
                 // fail the call at once with its own timeout error.
                 Err(_) => cap_timeout(&mut req, Duration::ZERO),
             }
-            inject_from(&span, None, req.headers_mut());
+            inject_cx(&cx, None, req.headers_mut());
             let result = client.execute(req).instrument(span.clone()).await;
             match &result {
                 Ok(res) => record_http_status(&span, Side::Client, res.status()),

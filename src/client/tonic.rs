@@ -12,7 +12,10 @@
 //! # Ok(()) }
 //! ```
 
-use super::{call_budget, inject_from, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
+use super::{
+    call_budget, call_context, inject_cx, inject_from, DisablePropagation, SpanName,
+    DEFAULT_DEADLINE_MARGIN,
+};
 use crate::deadline::{format_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
 #[cfg(doc)]
 use crate::envoy::MeshError;
@@ -160,7 +163,8 @@ where
                 span.set_attribute(semconv::SERVER_PORT, i64::from(port));
             }
         }
-        let budget = match call_budget(&span, self.layer.margin) {
+        let cx = call_context(&span);
+        let budget = match call_budget(&cx, &span, self.layer.margin) {
             Ok(budget) => budget,
             Err(exhausted) => {
                 record_error(&span, "budget_exhausted", exhausted.to_string());
@@ -198,7 +202,7 @@ where
             }
         }
         if req.extensions().get::<DisablePropagation>().is_none() {
-            inject_from(&span, self.layer.propagator.as_ref(), req.headers_mut());
+            inject_cx(&cx, self.layer.propagator.as_ref(), req.headers_mut());
         }
         let inner = span.in_scope(|| self.inner.call(req));
         ResponseFuture {
