@@ -19,7 +19,7 @@ use super::{
 use crate::deadline::{format_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
 #[cfg(doc)]
 use crate::envoy::MeshError;
-use crate::envoy::{classify, classify_grpc, Origin};
+use crate::envoy::{classify, classify_grpc, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::instrument::body::TracedBody;
 use crate::instrument::grpc::{self, Side};
 use crate::instrument::span::{self, record_error, record_grpc_status};
@@ -204,10 +204,13 @@ where
         if req.extensions().get::<DisablePropagation>().is_none() {
             inject_cx(&cx, self.layer.propagator.as_ref(), req.headers_mut());
         }
+        // Our timer starts before the channel's own (tonic times `grpc-timeout` too) and is
+        // polled first, so a call whose time runs out ends DEADLINE_EXCEEDED, not CANCELLED.
+        let timer = timeout.map(tokio::time::sleep);
         let inner = span.in_scope(|| self.inner.call(req));
         ResponseFuture {
             inner: Some(inner),
-            timer: timeout.map(tokio::time::sleep),
+            timer,
             failed: None,
             span: Some(span),
         }
@@ -240,27 +243,23 @@ where
         if let Some(failed) = this.failed.take() {
             return Poll::Ready(Err(failed));
         }
-        let polled = {
+        if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+            if timer.poll(cx).is_ready() {
+                let span = this.span.take().unwrap_or_else(Span::none);
+                let status = tonic::Status::deadline_exceeded(
+                    "the call's time ran out (its grpc-timeout, its mesh code timeout or the deadline budget of the request being handled)",
+                );
+                record_grpc_status(&span, Side::Client, 4, Some(status.message().to_owned()));
+                this.inner.set(None);
+                this.timer.set(None);
+                return Poll::Ready(Err(Box::new(status)));
+            }
+        }
+        let result = {
             let _entered = this.span.as_ref().map(Span::enter);
             match this.inner.as_mut().as_pin_mut() {
-                Some(inner) => inner.poll(cx),
+                Some(inner) => ready!(inner.poll(cx)),
                 None => return Poll::Pending,
-            }
-        };
-        let result = match polled {
-            Poll::Ready(result) => result,
-            Poll::Pending => {
-                if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                    ready!(timer.poll(cx));
-                    let span = this.span.take().unwrap_or_else(Span::none);
-                    let status = tonic::Status::deadline_exceeded(
-                        "the call's time ran out (its grpc-timeout, its mesh code timeout or the deadline budget of the request being handled)",
-                    );
-                    record_grpc_status(&span, Side::Client, 4, Some(status.message().to_owned()));
-                    this.inner.set(None);
-                    return Poll::Ready(Err(Box::new(status)));
-                }
-                return Poll::Pending;
             }
         };
         let span = this.span.take().unwrap_or_else(Span::none);
@@ -291,7 +290,14 @@ where
                 } else {
                     true
                 };
-                Ok(res.map(|body| TracedBody::new(body, span, Side::Client, trailers_expected)))
+                let upstream_time = res.headers().get(X_ENVOY_UPSTREAM_SERVICE_TIME).cloned();
+                Ok(res.map(|body| {
+                    let body = TracedBody::new(body, span, Side::Client, trailers_expected);
+                    match upstream_time {
+                        Some(value) => body.carry_to_trailers(X_ENVOY_UPSTREAM_SERVICE_TIME, value),
+                        None => body,
+                    }
+                }))
             }
             Err(e) => {
                 record_error(&span, "transport", e.to_string());

@@ -3,7 +3,7 @@
 use super::grpc::{self, Side};
 use super::span::{record_error, record_grpc_status};
 use bytes::Buf;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
@@ -22,6 +22,8 @@ pin_project! {
         span: Option<Span>,
         side: Side,
         grpc: bool,
+        // A response-head header to repeat in the trailers (see `carry_to_trailers`).
+        carry: Option<(HeaderName, HeaderValue)>,
     }
 }
 
@@ -34,7 +36,17 @@ impl<B> TracedBody<B> {
             span: Some(span),
             side,
             grpc,
+            carry: None,
         }
+    }
+
+    /// Repeats a header of the response head in the trailers. A gRPC status that arrives in
+    /// the trailers reaches the caller with the trailers as its metadata only, and the head's
+    /// `x-envoy-upstream-service-time` is what says the upstream, not Envoy, sent it.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn carry_to_trailers(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.carry = Some((name, value));
+        self
     }
 
     /// A body with no span to end.
@@ -44,6 +56,7 @@ impl<B> TracedBody<B> {
             span: None,
             side: Side::Server,
             grpc: false,
+            carry: None,
         }
     }
 }
@@ -62,10 +75,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = {
+        let mut frame = {
             let _entered = this.span.as_ref().map(Span::enter);
             ready!(this.inner.as_mut().poll_frame(cx))
         };
+        if let (Some((name, value)), Some(Ok(f))) = (this.carry.as_ref(), frame.as_mut()) {
+            if let Some(trailers) = f.trailers_mut() {
+                trailers.entry(name).or_insert_with(|| value.clone());
+            }
+        }
         let Some(span) = this.span.as_ref() else {
             return Poll::Ready(frame);
         };
