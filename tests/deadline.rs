@@ -201,3 +201,34 @@ async fn grpc_call_with_no_budget_fails_fast_with_a_typed_error() {
     );
     assert!(mesh.received().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interceptor_holds_the_budget_too() {
+    use tonic::service::Interceptor;
+    let mut interceptor = meshtrace::client::tonic::MeshInterceptor::new();
+
+    let (request, _) = with_deadline(Duration::from_millis(500), async {
+        interceptor.call(tonic::Request::new(()))
+    })
+    .await;
+    let request = request.expect("time is left");
+    let sent = request
+        .metadata()
+        .get("grpc-timeout")
+        .expect("grpc-timeout set");
+    let sent = meshtrace::deadline::parse_grpc_timeout(sent.as_bytes()).unwrap();
+    assert!(
+        sent <= Duration::from_millis(495) && sent > Duration::from_millis(300),
+        "{sent:?}"
+    );
+    assert!(request.metadata().get("traceparent").is_some());
+
+    let (refused, _) = with_deadline(Duration::ZERO, async {
+        interceptor.call(tonic::Request::new(()))
+    })
+    .await;
+    let status = refused.expect_err("nothing left");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    let source = std::error::Error::source(&status).expect("a source");
+    assert!(source.downcast_ref::<BudgetExhausted>().is_some());
+}

@@ -13,10 +13,9 @@
 //! ```
 
 use super::{
-    call_budget, call_context, inject_cx, inject_from, DisablePropagation, SpanName,
-    DEFAULT_DEADLINE_MARGIN,
+    call_budget, call_context, inject_cx, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN,
 };
-use crate::deadline::{format_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
+use crate::deadline::{format_grpc_timeout, parse_grpc_timeout, DeadlineExt, GRPC_TIMEOUT};
 #[cfg(doc)]
 use crate::envoy::MeshError;
 use crate::envoy::{classify, classify_grpc, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
@@ -386,8 +385,10 @@ fn grpc_code_for_http(status: StatusCode) -> i64 {
 }
 
 /// An [`Interceptor`] that injects the current span's context into the call's metadata,
-/// for clients built with `with_interceptor`. It opens no client span (an interceptor never
-/// sees the response); use [`MeshGrpcLayer`] for that.
+/// for clients built with `with_interceptor`, and holds the deadline budget like the layer
+/// (`grpc-timeout` set to what is left; DEADLINE_EXCEEDED with nothing left). It opens no
+/// client span and times nothing (an interceptor never sees the response); use
+/// [`MeshGrpcLayer`] for that.
 ///
 /// ```no_run
 /// use meshtrace::client::tonic::MeshInterceptor;
@@ -416,11 +417,33 @@ impl MeshInterceptor {
 
 impl Interceptor for MeshInterceptor {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if req.extensions().get::<DisablePropagation>().is_some() {
-            return Ok(req);
-        }
+        let span = Span::current();
+        let cx = call_context(&span);
         let mut headers = std::mem::take(req.metadata_mut()).into_headers();
-        inject_from(&Span::current(), self.propagator.as_ref(), &mut headers);
+        // The deadline budget holds here too: the callee gets what is left as its
+        // `grpc-timeout` (never more than the call asked for), and a call with nothing left
+        // is refused before it is sent.
+        if let Some(deadline) = cx.deadline() {
+            match deadline.budget_for_call(DEFAULT_DEADLINE_MARGIN) {
+                Ok(budget) => {
+                    let asked = headers
+                        .get(GRPC_TIMEOUT)
+                        .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok());
+                    let timeout = asked.map_or(budget, |a| a.min(budget));
+                    if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
+                        headers.insert(GRPC_TIMEOUT, value);
+                    }
+                }
+                Err(exhausted) => {
+                    let mut status = tonic::Status::deadline_exceeded(exhausted.to_string());
+                    status.set_source(Arc::new(exhausted));
+                    return Err(status);
+                }
+            }
+        }
+        if req.extensions().get::<DisablePropagation>().is_none() {
+            inject_cx(&cx, self.propagator.as_ref(), &mut headers);
+        }
         *req.metadata_mut() = MetadataMap::from_headers(headers);
         Ok(req)
     }
