@@ -46,6 +46,7 @@ impl SpanName {
 }
 
 /// Writes the context of `span` (a client span, or the current span) into `headers`.
+#[cfg(feature = "reqwest")]
 pub(crate) fn inject_from(
     span: &Span,
     propagator: Option<&MeshPropagator>,
