@@ -19,7 +19,8 @@ pub mod reqwest;
 pub mod tonic;
 
 use crate::deadline::{BudgetExhausted, DeadlineExt};
-use crate::instrument::{context_of, Propagation};
+pub(crate) use crate::instrument::context_of;
+use crate::instrument::Propagation;
 use crate::MeshPropagator;
 use http::HeaderMap;
 use opentelemetry::Context;
@@ -62,12 +63,6 @@ pub(crate) fn inject_cx(
     headers: &mut HeaderMap,
 ) {
     Propagation::resolve(propagator).inject(cx, headers);
-}
-
-/// The context a call made inside client span `span` carries (computed once per call, for
-/// the budget and the injection alike).
-pub(crate) fn call_context(span: &Span) -> Context {
-    context_of(span)
 }
 
 /// Time kept, by default, between the end of an outgoing call's budget and the deadline of

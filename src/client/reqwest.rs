@@ -22,7 +22,7 @@
 //! ```
 
 use super::{
-    call_budget, call_context, inject_cx, inject_from, DisablePropagation, SpanName,
+    call_budget, context_of, inject_cx, inject_from, DisablePropagation, SpanName,
     DEFAULT_DEADLINE_MARGIN,
 };
 use crate::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
@@ -127,7 +127,7 @@ impl Middleware for MeshTracing {
     ) -> reqwest_middleware::Result<Response> {
         let span = start(&req, extensions.get::<SpanName>());
         self.apply_mesh_timeout(&mut req);
-        let cx = call_context(&span);
+        let cx = context_of(&span);
         match call_budget(&cx, &span, self.margin) {
             Ok(Some(budget)) => cap_timeout(&mut req, budget),
             Ok(None) => {}
@@ -265,7 +265,7 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
         async move {
             let mut req = req?;
             let span = start(&req, None);
-            let cx = call_context(&span);
+            let cx = context_of(&span);
             match call_budget(&cx, &span, DEFAULT_DEADLINE_MARGIN) {
                 Ok(Some(budget)) => cap_timeout(&mut req, budget),
                 Ok(None) => {}

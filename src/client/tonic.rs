@@ -13,9 +13,11 @@
 //! ```
 
 use super::{
-    call_budget, call_context, inject_cx, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN,
+    call_budget, context_of, inject_cx, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN,
 };
-use crate::deadline::{format_grpc_timeout, parse_grpc_timeout, DeadlineExt, GRPC_TIMEOUT};
+use crate::deadline::{
+    format_grpc_timeout, parse_grpc_timeout, BudgetExhausted, DeadlineExt, GRPC_TIMEOUT,
+};
 #[cfg(doc)]
 use crate::envoy::MeshError;
 use crate::envoy::{classify, classify_grpc, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
@@ -162,13 +164,12 @@ where
                 span.set_attribute(semconv::SERVER_PORT, i64::from(port));
             }
         }
-        let cx = call_context(&span);
+        let cx = context_of(&span);
         let budget = match call_budget(&cx, &span, self.layer.margin) {
             Ok(budget) => budget,
             Err(exhausted) => {
                 record_error(&span, "budget_exhausted", exhausted.to_string());
-                let mut status = tonic::Status::deadline_exceeded(exhausted.to_string());
-                status.set_source(Arc::new(exhausted));
+                let status = budget_exhausted_status(exhausted);
                 return ResponseFuture {
                     inner: None,
                     timer: None,
@@ -177,10 +178,7 @@ where
                 };
             }
         };
-        let asked = req
-            .headers()
-            .get(GRPC_TIMEOUT)
-            .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok());
+        let asked = requested_timeout(req.headers());
         let own = match (&self.layer.mesh_timeout, asked) {
             (Some(mesh), Some(asked)) if mesh.is_shorter_than_mesh(asked) => {
                 let destination = call.map_or("grpc", |(service, _)| service).to_owned();
@@ -196,9 +194,7 @@ where
             (own, budget) => own.or(budget),
         };
         if let Some(timeout) = timeout {
-            if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
-                req.headers_mut().insert(GRPC_TIMEOUT, value);
-            }
+            set_grpc_timeout(req.headers_mut(), timeout);
         }
         if req.extensions().get::<DisablePropagation>().is_none() {
             inject_cx(&cx, self.layer.propagator.as_ref(), req.headers_mut());
@@ -372,6 +368,26 @@ pub const MESH_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// [`mesh_endpoint`]'s HTTP/2 keepalive timeout.
 pub const MESH_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `grpc-timeout` the call itself asked for, if any.
+fn requested_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(GRPC_TIMEOUT)
+        .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok())
+}
+
+fn set_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
+    if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
+        headers.insert(GRPC_TIMEOUT, value);
+    }
+}
+
+/// DEADLINE_EXCEEDED, with the typed reason as its source.
+fn budget_exhausted_status(exhausted: BudgetExhausted) -> tonic::Status {
+    let mut status = tonic::Status::deadline_exceeded(exhausted.to_string());
+    status.set_source(Arc::new(exhausted));
+    status
+}
+
 /// gRPC's "HTTP to gRPC status code mapping", for responses that carry no `grpc-status`.
 fn grpc_code_for_http(status: StatusCode) -> i64 {
     match status.as_u16() {
@@ -418,7 +434,7 @@ impl MeshInterceptor {
 impl Interceptor for MeshInterceptor {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let span = Span::current();
-        let cx = call_context(&span);
+        let cx = context_of(&span);
         let mut headers = std::mem::take(req.metadata_mut()).into_headers();
         // The deadline budget holds here too: the callee gets what is left as its
         // `grpc-timeout` (never more than the call asked for), and a call with nothing left
@@ -426,19 +442,10 @@ impl Interceptor for MeshInterceptor {
         if let Some(deadline) = cx.deadline() {
             match deadline.budget_for_call(DEFAULT_DEADLINE_MARGIN) {
                 Ok(budget) => {
-                    let asked = headers
-                        .get(GRPC_TIMEOUT)
-                        .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok());
-                    let timeout = asked.map_or(budget, |a| a.min(budget));
-                    if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
-                        headers.insert(GRPC_TIMEOUT, value);
-                    }
+                    let timeout = requested_timeout(&headers).map_or(budget, |a| a.min(budget));
+                    set_grpc_timeout(&mut headers, timeout);
                 }
-                Err(exhausted) => {
-                    let mut status = tonic::Status::deadline_exceeded(exhausted.to_string());
-                    status.set_source(Arc::new(exhausted));
-                    return Err(status);
-                }
+                Err(exhausted) => return Err(budget_exhausted_status(exhausted)),
             }
         }
         if req.extensions().get::<DisablePropagation>().is_none() {
