@@ -4,7 +4,7 @@
 //! reqwest-middleware client to an axum server, two ways in the same run:
 //!
 //! - `hop/baseline`: plain client to plain server, no meshtrace anywhere;
-//! - `hop/meshtrace`: a client with [`MeshTracing`] to a server with [`MeshServerLayer`]. The
+//! - `hop/meshtrace`: a client with [`MeshClientMiddleware`] to a server with [`MeshServerLayer`]. The
 //!   request is sent inside a long-lived, sampled `caller` span, so each request opens a
 //!   client span (child of `caller`), injects traceparent and B3 from it, and the server
 //!   extracts them and opens a server span (child of the client span). Both spans are sampled
@@ -39,7 +39,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use criterion::Criterion;
-use meshtrace::client::reqwest::MeshTracing;
+use meshtrace::client::reqwest::MeshClientMiddleware;
 use meshtrace::server::MeshServerLayer;
 use meshtrace::MeshPropagator;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId, TracerProvider as _};
@@ -132,7 +132,7 @@ fn client(traced: bool) -> ClientWithMiddleware {
         .expect("reqwest client");
     let builder = ClientBuilder::new(inner);
     if traced {
-        builder.with(MeshTracing::new()).build()
+        builder.with(MeshClientMiddleware::new()).build()
     } else {
         builder.build()
     }

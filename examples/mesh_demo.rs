@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use futures_util::future::BoxFuture;
-use meshtrace::client::reqwest::MeshTracing;
-use meshtrace::client::tonic::{MeshGrpc, MeshGrpcLayer};
+use meshtrace::client::reqwest::MeshClientMiddleware;
+use meshtrace::client::tonic::{MeshClient, MeshClientLayer};
 use meshtrace::client::SpanName;
 use meshtrace::export::{Protocol, Telemetry, TelemetryBuilder, TelemetryGuard};
 use meshtrace::server::MeshServerLayer;
@@ -198,16 +198,16 @@ impl tonic::server::NamedService for Reviews {
     const NAME: &'static str = "reviews.Reviews";
 }
 
-/// The reviews client, on a channel wrapped in `MeshGrpcLayer`.
+/// The reviews client, on a channel wrapped in `MeshClientLayer`.
 #[derive(Clone)]
-struct ReviewsClient(tonic::client::Grpc<MeshGrpc<tonic::transport::Channel>>);
+struct ReviewsClient(tonic::client::Grpc<MeshClient<tonic::transport::Channel>>);
 
 impl ReviewsClient {
     /// Must be called inside a tokio runtime (the channel's worker is spawned on it).
     fn new(addr: SocketAddr) -> Result<Self, tonic::transport::Error> {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
         let channel = tower::ServiceBuilder::new()
-            .layer(MeshGrpcLayer::new().server_uri(endpoint.uri()))
+            .layer(MeshClientLayer::new().server_uri(endpoint.uri()))
             .service(endpoint.connect_lazy());
         Ok(ReviewsClient(tonic::client::Grpc::new(channel)))
     }
@@ -339,7 +339,7 @@ fn start_reviews(
         let reviews = Reviews {
             ratings: format!("http://{ratings}"),
             http: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                .with(MeshTracing::new())
+                .with(MeshClientMiddleware::new())
                 .build(),
         };
         let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -688,33 +688,15 @@ fn parse_key_values(v: &str) -> Result<Vec<(String, String)>, EnvError> {
         }
         match entry.split_once('=') {
             Some((k, val)) if !k.trim().is_empty() => {
-                out.push((k.trim().to_owned(), percent_decode(val.trim())));
+                out.push((
+                    k.trim().to_owned(),
+                    crate::propagation::percent::decode(val.trim()),
+                ));
             }
             _ => return Err(EnvError::KeyValue(entry.to_owned())),
         }
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if let (b'%', Some(Some(h)), Some(Some(l))) = (
-            b[i],
-            b.get(i + 1).map(|c| hex(*c)),
-            b.get(i + 2).map(|c| hex(*c)),
-        ) {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Telemetry built by [`TelemetryBuilder::build`], not yet installed.

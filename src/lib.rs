@@ -46,13 +46,13 @@
 //! - `tower`: [`server::MeshServerLayer`], a server span per request for axum, hyper and
 //!   tonic servers, its parent the caller's span.
 //! - `axum`: `tower`, plus span names and `http.route` from axum's `MatchedPath`.
-//! - `reqwest`: [`client::reqwest::MeshTracing`] for reqwest-middleware, and
+//! - `reqwest`: [`client::reqwest::MeshClientMiddleware`] for reqwest-middleware, and
 //!   [`client::reqwest::RequestBuilderExt`] for plain reqwest.
-//! - `tonic`: [`client::tonic::MeshGrpcLayer`] for channels, [`client::tonic::MeshInterceptor`].
+//! - `tonic`: [`client::tonic::MeshClientLayer`] for channels, [`client::tonic::MeshClientInterceptor`].
 //! - `otlp`: [`init()`]: the propagator, a `tracing` subscriber and an OTLP exporter, from
 //!   OpenTelemetry's environment variables ([`export`]).
 //! - `check`: [`check`], a checker for retries and timeouts that fight the mesh in Istio YAML
-//!   and the app's client settings (`cargo run --example mesh_check -- FILES…`).
+//!   and the app's client settings (the `mesh-check` binary: `cargo install meshtrace --features check`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -60,19 +60,16 @@
 pub mod check;
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub mod client;
-pub mod deadline;
-pub mod envoy;
 #[cfg(feature = "otlp")]
 pub mod export;
 #[cfg(feature = "tower")]
 mod instrument;
+pub mod mesh;
 pub mod propagation;
-pub mod retry;
 #[cfg(feature = "sdk")]
 mod sampler;
 #[cfg(feature = "tower")]
 pub mod server;
-pub mod timeouts;
 
 #[cfg(feature = "otlp")]
 pub use export::init;

@@ -7,10 +7,10 @@
 //! and tonic client layers) then lands in the same trace and forwards the same pass-through
 //! headers.
 
-use crate::deadline::{Deadline, DeadlineExt};
 use crate::instrument::grpc::{self, Side};
 use crate::instrument::span::{self, record_error, record_grpc_status, record_http_status};
 use crate::instrument::{body::TracedBody, Propagation};
+use crate::mesh::deadline::{Deadline, DeadlineExt};
 use crate::propagation::passthrough::X_REQUEST_ID;
 use crate::{MeshContextExt, MeshPropagator};
 use http::{HeaderName, HeaderValue, Request, Response};

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use mesh::{attr, spans_of, Mesh, RelayClient};
-use meshtrace::deadline::{BudgetExhausted, Deadline, DeadlineExt, DeadlineSource};
+use meshtrace::mesh::deadline::{BudgetExhausted, Deadline, DeadlineExt, DeadlineSource};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 use opentelemetry::{Context, Value};
@@ -39,7 +39,7 @@ async fn call_after(
     Path((sleep_ms, tag)): Path<(u64, String)>,
 ) -> (StatusCode, String) {
     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
-    let left = meshtrace::deadline::current().map(|d| d.remaining());
+    let left = meshtrace::mesh::deadline::current().map(|d| d.remaining());
     match caller.get(&tag).send().await {
         Ok(r) => (r.status(), format!("left {left:?}")),
         Err(reqwest_middleware::Error::Middleware(e))
@@ -205,7 +205,7 @@ async fn grpc_call_with_no_budget_fails_fast_with_a_typed_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interceptor_holds_the_budget_too() {
     use tonic::service::Interceptor;
-    let mut interceptor = meshtrace::client::tonic::MeshInterceptor::new();
+    let mut interceptor = meshtrace::client::tonic::MeshClientInterceptor::new();
 
     let (request, _) = with_deadline(Duration::from_millis(500), async {
         interceptor.call(tonic::Request::new(()))
@@ -216,7 +216,7 @@ async fn the_interceptor_holds_the_budget_too() {
         .metadata()
         .get("grpc-timeout")
         .expect("grpc-timeout set");
-    let sent = meshtrace::deadline::parse_grpc_timeout(sent.as_bytes()).unwrap();
+    let sent = meshtrace::mesh::deadline::parse_grpc_timeout(sent.as_bytes()).unwrap();
     assert!(
         sent <= Duration::from_millis(495) && sent > Duration::from_millis(300),
         "{sent:?}"

@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use meshtrace::client::tonic::MeshInterceptor;
+use meshtrace::client::tonic::MeshClientInterceptor;
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
@@ -56,9 +56,9 @@ fn not_w3c() -> Vec<&'static str> {
 }
 
 /// Calls the back service through reqwest-middleware, and answers with the header names
-/// `MeshInterceptor` would put on a gRPC call made here.
+/// `MeshClientInterceptor` would put on a gRPC call made here.
 async fn front_handler(State(c): State<Caller>, Path(tag): Path<String>) -> (StatusCode, String) {
-    let grpc = MeshInterceptor::new()
+    let grpc = MeshClientInterceptor::new()
         .call(tonic::Request::new(()))
         .expect("the interceptor never refuses");
     let mut grpc_names: Vec<String> = grpc
@@ -75,7 +75,7 @@ async fn front_handler(State(c): State<Caller>, Path(tag): Path<String>) -> (Sta
     }
 }
 
-/// A recording back service and a front service (`MeshServerLayer`, reqwest `MeshTracing`).
+/// A recording back service and a front service (`MeshServerLayer`, reqwest `MeshClientMiddleware`).
 async fn start() -> (SocketAddr, Seen) {
     exporter();
     let (back, seen) = support::start_back().await;

@@ -23,7 +23,7 @@ use axum::routing::get;
 use axum::Router;
 use mesh::{attr, span_id_of, spans_of, trace_id_of};
 use meshtrace::client::reqwest::RequestBuilderExt;
-use meshtrace::client::tonic::MeshInterceptor;
+use meshtrace::client::tonic::MeshClientInterceptor;
 use meshtrace::client::{DisablePropagation, SpanName};
 use meshtrace::server::MeshServerLayer;
 use meshtrace::MeshPropagator;
@@ -352,7 +352,7 @@ async fn plain_reqwest_inject_context_names_the_current_span() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 5. MeshInterceptor
+// 5. MeshClientInterceptor
 // ---------------------------------------------------------------------------------------------
 
 const INTERCEPT_TRACE: &str = "a5000000000000000000000000000001";
@@ -390,7 +390,9 @@ fn interceptor_injects_the_current_span_and_pass_through() {
     assert_eq!(current.trace_id().to_string(), INTERCEPT_TRACE);
     assert_ne!(current.span_id().to_string(), INTERCEPT_ENVOY_SPAN);
 
-    let req = MeshInterceptor::new().call(grpc_request()).expect("ok");
+    let req = MeshClientInterceptor::new()
+        .call(grpc_request())
+        .expect("ok");
     let md = req.metadata();
     let get = |name: &str| -> &str {
         md.get(name)
@@ -418,7 +420,7 @@ fn interceptor_with_disable_propagation_adds_nothing() {
     let _entered = span.enter();
     let mut req = grpc_request();
     req.extensions_mut().insert(DisablePropagation);
-    let req = MeshInterceptor::new().call(req).expect("ok");
+    let req = MeshClientInterceptor::new().call(req).expect("ok");
     let headers = req.metadata().clone().into_headers();
     assert_eq!(
         headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
@@ -744,11 +746,11 @@ mod hop {
             && matches!(parts[3], "00" | "01" | "02" | "03")
     }
 
-    /// One hop: `MeshServerLayer` around a handler that calls out through `MeshInterceptor`.
+    /// One hop: `MeshServerLayer` around a handler that calls out through `MeshClientInterceptor`.
     fn hop(headers: http::HeaderMap) -> Outgoing {
         let handler = tower::service_fn(|_req: http::Request<()>| async {
             let current = Span::current().context().span().span_context().clone();
-            let out = MeshInterceptor::new()
+            let out = MeshClientInterceptor::new()
                 .call(tonic::Request::new(()))
                 .expect("the interceptor never refuses");
             let headers = out.metadata().clone().into_headers();

@@ -25,9 +25,9 @@ use axum::Router;
 use futures_util::future::BoxFuture;
 use mesh::{attr, spans_of, ForwardReply, ForwardRequest, FORWARD};
 use meshtrace::client::reqwest::ResponseExt;
-use meshtrace::client::tonic::{mesh_endpoint, origin, MeshGrpc, MeshGrpcLayer};
-use meshtrace::deadline::{BudgetExhausted, DeadlineSource};
-use meshtrace::envoy::{EnvoyReply, MeshError, Origin};
+use meshtrace::client::tonic::{mesh_endpoint, origin, MeshClient, MeshClientLayer};
+use meshtrace::mesh::deadline::{BudgetExhausted, DeadlineSource};
+use meshtrace::mesh::envoy::{EnvoyReply, MeshError, Origin};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 use opentelemetry::Value;
@@ -178,11 +178,11 @@ async fn serve_grpc(svc: TestRelay) -> SocketAddr {
     addr
 }
 
-type GrpcClient = tonic::client::Grpc<MeshGrpc<Channel>>;
+type GrpcClient = tonic::client::Grpc<MeshClient<Channel>>;
 
-/// A gRPC client on `endpoint` (connected lazily) through `MeshGrpcLayer` with `margin`.
+/// A gRPC client on `endpoint` (connected lazily) through `MeshClientLayer` with `margin`.
 fn grpc_client(endpoint: Endpoint, margin: Duration) -> GrpcClient {
-    let layer = MeshGrpcLayer::new()
+    let layer = MeshClientLayer::new()
         .server_uri(endpoint.uri())
         .deadline_margin(margin);
     let channel = endpoint.connect_lazy();
@@ -506,7 +506,7 @@ async fn three_hops_the_budget_runs_out_at_the_second_hop() {
     assert!(from_service1, "service 1's answer, not A's timeout: {body}");
     assert!(answered < ms(ROUTE_A), "{answered:?}");
     // Who ended the call to service 2 first is a race between clocks set from the same
-    // budget: service 1's MeshGrpc timer (DEADLINE_EXCEEDED; it starts before tonic's channel
+    // budget: service 1's MeshClient timer (DEADLINE_EXCEEDED; it starts before tonic's channel
     // timer, see `a_call_whose_time_runs_out_is_deadline_exceeded`), sidecar B's route
     // timeout (UNAVAILABLE "upstream request timeout", an Envoy reply) and tonic's server-side
     // grpc-timeout in service 2 (CANCELLED, service 2's answer).
@@ -815,7 +815,7 @@ fn reply_attrs(span: &SpanData) -> (Option<Value>, Option<Value>) {
     )
 }
 
-/// A plain HTTP call through `MeshTracing` to `url`: the response, its body, and the span.
+/// A plain HTTP call through `MeshClientMiddleware` to `url`: the response, its body, and the span.
 async fn http_call(url: String) -> (reqwest::Response, SpanData) {
     let client = support::traced_client();
     let (res, trace) = traced(client.get(url).send()).await;
@@ -925,7 +925,7 @@ async fn grpc_app() -> SocketAddr {
 
 const FORWARD_SPAN: &str = "meshtrace.test.Relay/Forward";
 
-/// A unary call through `MeshGrpcLayer` to `addr`: the failure, and the client span.
+/// A unary call through `MeshClientLayer` to `addr`: the failure, and the client span.
 async fn grpc_failure(addr: SocketAddr, path: &str) -> (tonic::Status, SpanData) {
     let mut client = grpc_client(endpoint_of(addr), ms(5));
     let (result, trace) = traced(forward(&mut client, path, None)).await;
@@ -1027,7 +1027,7 @@ async fn the_sidecars_own_failures_over_grpc_are_classified() {
 /// trailers, and tonic gives the caller the trailers as the status's metadata. Envoy never
 /// answers by itself in trailers (its local replies are trailers-only; after the headers it
 /// can only reset the stream), and the head's `x-envoy-upstream-service-time` says the
-/// upstream answered: `MeshGrpc` repeats it in the trailers so that `origin(&status)` sees it,
+/// upstream answered: `MeshClient` repeats it in the trailers so that `origin(&status)` sees it,
 /// even when the app's message is Envoy's text (a relay passing on its own call's status).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_status_in_stream_trailers_is_the_upstreams() {
@@ -1085,7 +1085,7 @@ async fn an_upstream_status_in_stream_trailers_is_the_upstreams() {
 
 /// A call whose time runs out (its own `grpc-timeout` here; the deadline budget goes the same
 /// way) ends DEADLINE_EXCEEDED, and its client span records gRPC status 4. tonic's `Channel`
-/// times the same `grpc-timeout` and would end it CANCELLED "Timeout expired"; `MeshGrpc`
+/// times the same `grpc-timeout` and would end it CANCELLED "Timeout expired"; `MeshClient`
 /// starts its timer before the channel's and polls it first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_time_runs_out_is_deadline_exceeded() {

@@ -1,20 +1,18 @@
 //! The mesh checker on sample Istio files: every problem planted in
 //! `tests/fixtures/istio/problems/` is found (rule, resource and field), nothing in the clean
 //! set is, the report is snapshot-tested, malformed input is an error naming file and line,
-//! and the `mesh_check` example prints the same report with the documented exit status.
+//! and the `mesh-check` binary prints the same report with the documented exit status.
 //! Also the numbers [`RetryPolicy`] gives for the cases the checker reports.
 #![cfg(feature = "check")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use meshtrace::check::retry::{MeshRetries, RetryOn, RetryPolicy};
 use meshtrace::check::{check_files, CheckError, Checker, Kind, Report, Rule};
-use meshtrace::retry::{MeshRetries, RetryOn, RetryPolicy};
 
-#[allow(dead_code)]
-#[path = "../examples/mesh_check.rs"]
-mod cli;
+use meshtrace::check::cli;
 
 const PROBLEMS: [&str; 3] = [
     "tests/fixtures/istio/problems/routes.yaml",
@@ -362,7 +360,7 @@ fn retry_policy_numbers() {
     );
 }
 
-/// The example, in-process: the same report on standard output, the documented exit status.
+/// The command line, in-process: the same report on standard output, the documented exit status.
 #[test]
 fn cli_prints_the_report_and_exits_by_the_result() {
     let run = |files: &[&str]| {
@@ -387,7 +385,7 @@ fn cli_prints_the_report_and_exits_by_the_result() {
     assert_eq!((status, out.as_str()), (2, ""));
     assert!(
         err.starts_with(
-            "mesh_check: tests/fixtures/istio/malformed/broken.yaml:22:6: malformed YAML"
+            "mesh-check: tests/fixtures/istio/malformed/broken.yaml:22:6: malformed YAML"
         ),
         "{err}"
     );
@@ -395,56 +393,25 @@ fn cli_prints_the_report_and_exits_by_the_result() {
     assert_eq!(run(&[]).0, 2);
 }
 
-/// `target/<profile>/deps/mesh_check-<hash>` → `target/<profile>/examples/mesh_check`, when
-/// it was built (`cargo test --all-features` builds examples; `--test mesh_check` alone does
-/// not) and is not older than its sources.
-fn example_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe
-        .parent()?
-        .parent()?
-        .join("examples")
-        .join(format!("mesh_check{}", std::env::consts::EXE_SUFFIX));
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let built = modified(&bin)?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut sources = vec![
-        root.join("examples/mesh_check.rs"),
-        root.join("src/retry.rs"),
-    ];
-    sources.extend(
-        std::fs::read_dir(root.join("src/check"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path())),
-    );
-    sources
-        .iter()
-        .all(|s| modified(s).is_some_and(|t| t <= built))
-        .then_some(bin)
-}
-
 #[test]
-fn example_binary_prints_the_report_and_exits_1() {
-    let Some(bin) = example_binary() else {
-        eprintln!("mesh_check example not built or older than its sources: run `cargo test --all-features` to include this check");
-        return;
-    };
-    let output = Command::new(&bin)
+fn binary_prints_the_report_and_exits_1() {
+    let bin = env!("CARGO_BIN_EXE_mesh-check");
+    let output = Command::new(bin)
         .args(PROBLEMS)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("run mesh_check");
+        .expect("run mesh-check");
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         format!("{}\n", report(&PROBLEMS))
     );
 
-    let output = Command::new(&bin)
+    let output = Command::new(bin)
         .args(["tests/fixtures/istio/malformed/bad-attempts.yaml"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("run mesh_check");
+        .expect("run mesh-check");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad-attempts.yaml:16:"));
 }

@@ -122,7 +122,7 @@ struct Services {
 
 impl Services {
     /// A recording back service, and a front one with `MeshServerLayer` that calls it
-    /// through reqwest-middleware with `MeshTracing`.
+    /// through reqwest-middleware with `MeshClientMiddleware`.
     async fn start() -> Services {
         let (back, seen) = support::start_back().await;
         let front_app = Router::new()

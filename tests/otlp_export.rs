@@ -47,7 +47,7 @@ fn otel_env(receiver: &Receiver, extra: &[(&'static str, &str)]) -> Env {
 }
 
 /// A front service (`GET /front/{id}`) calling a back service (`GET /back/{id}`) through
-/// `MeshTracing`, both behind `MeshServerLayer`.
+/// `MeshClientMiddleware`, both behind `MeshServerLayer`.
 struct Mesh {
     front: SocketAddr,
     back: SocketAddr,

@@ -6,7 +6,7 @@
 //! collector is back arrive, and the guard's shutdown returns within its timeout.
 //!
 //! The service: a front axum service behind `MeshServerLayer` that calls a plain back service
-//! through `MeshTracing` (two spans per request: the server span and the client span), with
+//! through `MeshClientMiddleware` (two spans per request: the server span and the client span), with
 //! telemetry from `TelemetryBuilder::from_env_source` (an explicit map: the tests run in
 //! parallel and never touch the process environment) exporting OTLP to the receiver of
 //! `tests/otlp`, which runs on a runtime of its own as a collector in another process would.

@@ -7,8 +7,8 @@ mod support;
 
 use axum::routing::get;
 use axum::Router;
-use meshtrace::client::reqwest::MeshTracing;
-use meshtrace::timeouts::MeshTimeout;
+use meshtrace::client::reqwest::MeshClientMiddleware;
+use meshtrace::mesh::timeouts::MeshTimeout;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ async fn code_timeout_applies_and_short_timeouts_are_logged_once() {
     .await;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(
-            MeshTracing::new()
+            MeshClientMiddleware::new()
                 .mesh_timeout("127.0.0.1", MeshTimeout::route(Duration::from_millis(200))),
         )
         .build();

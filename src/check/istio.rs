@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::retry::{MeshRetries, RetryOn};
+use crate::check::retry::{MeshRetries, RetryOn};
 
 use super::finding::{Kind, Location, Resource};
 use super::host::istio_fqdn;

@@ -4,7 +4,8 @@
 //! file; other kinds are skipped) and, optionally, a small TOML file describing what the
 //! application's own code does on each upstream call, and reports every [`Finding`] with the
 //! rule, the resource, the field path and the file and line. The command-line front end is
-//! `cargo run --example mesh_check -- FILES…`.
+//! `mesh-check FILES…` (`cargo install meshtrace --features check`; from a clone,
+//! `cargo run --features check --bin mesh-check -- FILES…`).
 //!
 //! ```
 //! use meshtrace::check::{Checker, Rule};
@@ -50,7 +51,7 @@
 //!   `ResolveShortnameToFQDN`); a missing `metadata.namespace` is `default`;
 //! - a `VirtualService` applies to sidecars when `spec.gateways` is unset or names `mesh`;
 //!   one bound only to gateways is still checked on its own, but no app call goes through it;
-//! - unset fields take Istio's defaults, listed with each rule below and in [`crate::retry`].
+//! - unset fields take Istio's defaults, listed with each rule below and in [`crate::check::retry`].
 //!
 //! # The client-settings file
 //!
@@ -98,7 +99,7 @@
 //! layer multiplies the other: the upstream can see `(1 + code retries) × (1 + mesh retries)`
 //! requests for one call (3 × 3 = 9 in the issue that motivated this crate), and the caller
 //! waits up to that many timeouts. Reported on the route's `retries.attempts`, with the
-//! product and the worst-case latency from [`crate::retry::RetryPolicy`]. Fix: retry in one
+//! product and the worst-case latency from [`crate::check::retry::RetryPolicy`]. Fix: retry in one
 //! place; behind a sidecar, the mesh.
 //!
 //! ## `per-try-timeout-overrun`
@@ -132,7 +133,7 @@
 //! never saw the request, are `connect-failure`, `refused-stream` (HTTP/2 `REFUSED_STREAM`:
 //! no processing happened, RFC 9113 section 8.7), `reset-before-request` (added to Envoy for
 //! exactly this, envoyproxy/envoy#10007) and `envoy-ratelimited`; every other condition,
-//! status codes included, is not (see [`crate::retry::RetryCondition::is_safe_for_non_idempotent`]).
+//! status codes included, is not (see [`crate::check::retry::RetryCondition::is_safe_for_non_idempotent`]).
 //! Istio's default `retryOn` includes `retriable-status-codes` with 503, `unavailable` and
 //! `cancelled`, so a POST route with `retries` unset is flagged: the default retries it.
 //! Reported on `retries.retryOn` (or `retries` when unset).
@@ -161,10 +162,12 @@
 //! `retryOn` condition ([`CheckError::Invalid`]), a bad client-settings file
 //! ([`CheckError::Settings`]).
 
+pub mod cli;
 mod duration;
 mod finding;
 mod host;
 mod istio;
+pub mod retry;
 mod rules;
 mod settings;
 mod yaml;

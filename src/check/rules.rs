@@ -1,7 +1,7 @@
 //! The five rules. Each one's reasoning and sources are in the [module docs](super#the-rules);
-//! the numbers come from [`crate::retry`].
+//! the numbers come from [`crate::check::retry`].
 
-use crate::retry::{MeshRetries, RetryPolicy, ISTIO_DEFAULT_RETRIES};
+use crate::check::retry::{MeshRetries, RetryPolicy, ISTIO_DEFAULT_RETRIES};
 
 use super::duration::Show;
 use super::finding::{Finding, Kind, Resource, Rule};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::retry::{Backoff, RetryPolicy};
+use crate::check::retry::{Backoff, RetryPolicy};
 
 use super::finding::{ClientRef, Location};
 use super::{duration, CheckError};

@@ -9,7 +9,7 @@
 //! Per-call options travel as request extensions: [`DisablePropagation`] and [`SpanName`].
 //!
 //! Both layers respect the deadline budget of the request being handled
-//! ([`crate::deadline`]): each call is capped at the time left less a margin
+//! ([`crate::mesh::deadline`]): each call is capped at the time left less a margin
 //! ([`DEFAULT_DEADLINE_MARGIN`] unless set), gRPC calls carry it as `grpc-timeout`, and a
 //! call with nothing left fails at once with [`BudgetExhausted`], without being sent.
 
@@ -18,9 +18,9 @@ pub mod reqwest;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
-use crate::deadline::{BudgetExhausted, DeadlineExt};
 pub(crate) use crate::instrument::context_of;
 use crate::instrument::Propagation;
+use crate::mesh::deadline::{BudgetExhausted, DeadlineExt};
 use crate::MeshPropagator;
 use http::HeaderMap;
 use opentelemetry::Context;

@@ -1,12 +1,12 @@
 //! reqwest: a [`reqwest_middleware::Middleware`] and a helper for plain `reqwest`.
 //!
 //! ```no_run
-//! use meshtrace::client::reqwest::MeshTracing;
+//! use meshtrace::client::reqwest::MeshClientMiddleware;
 //! use meshtrace::client::{DisablePropagation, SpanName};
 //!
 //! # async fn run() -> Result<(), reqwest_middleware::Error> {
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(MeshTracing::new())
+//!     .with(MeshClientMiddleware::new())
 //!     .build();
 //! // Inside a handler served through `MeshServerLayer`: this call joins the request's trace
 //! // and forwards its x-request-id, baggage and the rest.
@@ -25,11 +25,11 @@ use super::{
     call_budget, context_of, inject_cx, inject_from, DisablePropagation, SpanName,
     DEFAULT_DEADLINE_MARGIN,
 };
-use crate::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::instrument::grpc::Side;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
 use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
-use crate::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
+use crate::mesh::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
+use crate::mesh::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
 use crate::MeshPropagator;
 use http::Extensions;
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -46,16 +46,16 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The reqwest-middleware layer: a client span per call, and every configured format
 /// injected from it.
 #[derive(Debug, Clone)]
-pub struct MeshTracing {
+pub struct MeshClientMiddleware {
     propagator: Option<MeshPropagator>,
     margin: Duration,
     mesh_timeouts: HashMap<String, MeshTimeout>,
     warned: Arc<WarnedOnce>,
 }
 
-impl Default for MeshTracing {
+impl Default for MeshClientMiddleware {
     fn default() -> Self {
-        MeshTracing {
+        MeshClientMiddleware {
             propagator: None,
             margin: DEFAULT_DEADLINE_MARGIN,
             mesh_timeouts: HashMap::new(),
@@ -64,7 +64,7 @@ impl Default for MeshTracing {
     }
 }
 
-impl MeshTracing {
+impl MeshClientMiddleware {
     /// Injects with the propagator given to [`crate::set_global_propagator`], else
     /// opentelemetry's global propagator if one was registered, else
     /// [`MeshPropagator::istio`].
@@ -90,8 +90,8 @@ impl MeshTracing {
     /// is logged (once per host).
     ///
     /// ```
-    /// use meshtrace::{client::reqwest::MeshTracing, timeouts::MeshTimeout};
-    /// let layer = MeshTracing::new()
+    /// use meshtrace::{client::reqwest::MeshClientMiddleware, mesh::timeouts::MeshTimeout};
+    /// let layer = MeshClientMiddleware::new()
     ///     .mesh_timeout("ratings", MeshTimeout::route(std::time::Duration::from_secs(3)));
     /// ```
     pub fn mesh_timeout(mut self, host: impl Into<String>, timeout: MeshTimeout) -> Self {
@@ -118,7 +118,7 @@ impl MeshTracing {
 }
 
 #[async_trait::async_trait]
-impl Middleware for MeshTracing {
+impl Middleware for MeshClientMiddleware {
     async fn handle(
         &self,
         mut req: Request,
@@ -163,7 +163,7 @@ impl Middleware for MeshTracing {
 /// Envoy's local replies are a few bytes; a longer body is an application's.
 const MAX_LOCAL_REPLY: u64 = 4096;
 
-/// Works out who answered ([`crate::envoy::classify`]), records it on the span
+/// Works out who answered ([`crate::mesh::envoy::classify`]), records it on the span
 /// (`meshtrace.reply.origin`, `meshtrace.envoy.reply`) and stores it in the response's
 /// extensions for [`ResponseExt`]. For the statuses Envoy answers with, when nothing marks
 /// the response as the upstream's, the short body is read (and put back) to tell which
@@ -199,11 +199,11 @@ async fn with_origin(res: Response, span: &Span) -> Result<Response, reqwest::Er
     Ok(res)
 }
 
-/// Who answered a call made through [`MeshTracing`].
+/// Who answered a call made through [`MeshClientMiddleware`].
 ///
 /// ```no_run
 /// use meshtrace::client::reqwest::ResponseExt;
-/// use meshtrace::envoy::MeshError;
+/// use meshtrace::mesh::envoy::MeshError;
 /// # async fn run(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), Box<dyn std::error::Error>> {
 /// let res = client.get("http://ratings:9080/ratings/0").send().await?;
 /// match res.mesh_error() {
@@ -215,7 +215,7 @@ async fn with_origin(res: Response, span: &Span) -> Result<Response, reqwest::Er
 /// ```
 pub trait ResponseExt {
     /// The upstream, Envoy (and which reply), or unknown; `None` if the response did not
-    /// come through [`MeshTracing`].
+    /// come through [`MeshClientMiddleware`].
     fn envoy_origin(&self) -> Option<&Origin>;
 
     /// The mesh failure this response reports, if Envoy answered by itself.
@@ -247,9 +247,9 @@ pub trait RequestBuilderExt: Sized {
     fn inject_context(self) -> Self;
 
     /// Sends the request inside a client span, with every format injected from it, as
-    /// [`MeshTracing`] does, capped at the deadline budget. (With no budget left the call
-    /// fails with reqwest's timeout error; [`MeshTracing`] gives the typed
-    /// [`BudgetExhausted`](crate::deadline::BudgetExhausted) instead.)
+    /// [`MeshClientMiddleware`] does, capped at the deadline budget. (With no budget left the call
+    /// fails with reqwest's timeout error; [`MeshClientMiddleware`] gives the typed
+    /// [`BudgetExhausted`](crate::mesh::deadline::BudgetExhausted) instead.)
     fn send_traced(self) -> impl Future<Output = Result<Response, reqwest::Error>> + Send;
 }
 

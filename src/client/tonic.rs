@@ -1,12 +1,12 @@
 //! tonic: a tower [`Layer`] for `tonic::transport::Channel`, and an [`Interceptor`].
 //!
 //! ```no_run
-//! use meshtrace::client::tonic::MeshGrpcLayer;
+//! use meshtrace::client::tonic::MeshClientLayer;
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let endpoint = tonic::transport::Endpoint::from_static("http://reviews:9080");
 //! let channel = endpoint.connect().await?;
 //! let channel = tower::ServiceBuilder::new()
-//!     .layer(MeshGrpcLayer::new().server_uri(endpoint.uri()))
+//!     .layer(MeshClientLayer::new().server_uri(endpoint.uri()))
 //!     .service(channel);
 //! // Hand `channel` to any generated client: `ReviewsClient::new(channel)`.
 //! # Ok(()) }
@@ -15,17 +15,17 @@
 use super::{
     call_budget, context_of, inject_cx, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN,
 };
-use crate::deadline::{
-    format_grpc_timeout, parse_grpc_timeout, BudgetExhausted, DeadlineExt, GRPC_TIMEOUT,
-};
-#[cfg(doc)]
-use crate::envoy::MeshError;
-use crate::envoy::{classify, classify_grpc, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::instrument::body::TracedBody;
 use crate::instrument::grpc::{self, Side};
 use crate::instrument::span::{self, record_error, record_grpc_status};
 use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
-use crate::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
+use crate::mesh::deadline::{
+    format_grpc_timeout, parse_grpc_timeout, BudgetExhausted, DeadlineExt, GRPC_TIMEOUT,
+};
+#[cfg(doc)]
+use crate::mesh::envoy::MeshError;
+use crate::mesh::envoy::{classify, classify_grpc, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
+use crate::mesh::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
 use crate::MeshPropagator;
 use http::{HeaderValue, Request, Response, StatusCode};
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -45,7 +45,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// Wraps a gRPC channel: a client span per call, ended when the response stream ends, and
 /// every configured format injected into the request metadata.
 #[derive(Debug, Clone)]
-pub struct MeshGrpcLayer {
+pub struct MeshClientLayer {
     propagator: Option<MeshPropagator>,
     server: Option<(String, Option<u16>)>,
     margin: Duration,
@@ -53,9 +53,9 @@ pub struct MeshGrpcLayer {
     warned: Arc<WarnedOnce>,
 }
 
-impl Default for MeshGrpcLayer {
+impl Default for MeshClientLayer {
     fn default() -> Self {
-        MeshGrpcLayer {
+        MeshClientLayer {
             propagator: None,
             server: None,
             margin: DEFAULT_DEADLINE_MARGIN,
@@ -65,7 +65,7 @@ impl Default for MeshGrpcLayer {
     }
 }
 
-impl MeshGrpcLayer {
+impl MeshClientLayer {
     /// Injects with the propagator given to [`crate::set_global_propagator`], else
     /// opentelemetry's global propagator if one was registered, else
     /// [`MeshPropagator::istio`].
@@ -107,30 +107,30 @@ impl MeshGrpcLayer {
     }
 }
 
-impl<S> Layer<S> for MeshGrpcLayer {
-    type Service = MeshGrpc<S>;
+impl<S> Layer<S> for MeshClientLayer {
+    type Service = MeshClient<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MeshGrpc {
+        MeshClient {
             inner,
             layer: self.clone(),
         }
     }
 }
 
-/// The service [`MeshGrpcLayer`] wraps around a channel.
+/// The service [`MeshClientLayer`] wraps around a channel.
 #[derive(Debug, Clone)]
-pub struct MeshGrpc<S> {
+pub struct MeshClient<S> {
     inner: S,
-    layer: MeshGrpcLayer,
+    layer: MeshClientLayer,
 }
 
-/// The error type of [`MeshGrpc`]: the channel's error, or a [`tonic::Status`] of our own
-/// (DEADLINE_EXCEEDED when the budget ran out, with [`BudgetExhausted`](crate::deadline::BudgetExhausted) as its source), which
+/// The error type of [`MeshClient`]: the channel's error, or a [`tonic::Status`] of our own
+/// (DEADLINE_EXCEEDED when the budget ran out, with [`BudgetExhausted`](crate::mesh::deadline::BudgetExhausted) as its source), which
 /// tonic's clients hand to the caller unchanged.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MeshGrpc<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MeshClient<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError> + fmt::Display,
@@ -213,7 +213,7 @@ where
 }
 
 pin_project! {
-    /// The response future of [`MeshGrpc`].
+    /// The response future of [`MeshClient`].
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
@@ -314,7 +314,7 @@ fn record_origin(span: &Span, origin: &Origin) {
 ///
 /// ```
 /// use meshtrace::client::tonic::origin;
-/// use meshtrace::envoy::{MeshError, Origin};
+/// use meshtrace::mesh::envoy::{MeshError, Origin};
 /// let status = tonic::Status::unavailable("no healthy upstream");
 /// assert_eq!(origin(&status).error(), Some(MeshError::NoHealthyUpstream));
 /// assert_eq!(origin(&tonic::Status::unavailable("db down")), Origin::Unknown);
@@ -404,22 +404,22 @@ fn grpc_code_for_http(status: StatusCode) -> i64 {
 /// for clients built with `with_interceptor`, and holds the deadline budget like the layer
 /// (`grpc-timeout` set to what is left; DEADLINE_EXCEEDED with nothing left). It opens no
 /// client span and times nothing (an interceptor never sees the response); use
-/// [`MeshGrpcLayer`] for that.
+/// [`MeshClientLayer`] for that.
 ///
 /// ```no_run
-/// use meshtrace::client::tonic::MeshInterceptor;
+/// use meshtrace::client::tonic::MeshClientInterceptor;
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let channel = tonic::transport::Endpoint::from_static("http://reviews:9080").connect().await?;
-/// let channel = tonic::service::interceptor::InterceptedService::new(channel, MeshInterceptor::new());
+/// let channel = tonic::service::interceptor::InterceptedService::new(channel, MeshClientInterceptor::new());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct MeshInterceptor {
+pub struct MeshClientInterceptor {
     propagator: Option<MeshPropagator>,
 }
 
-impl MeshInterceptor {
-    /// An interceptor using the same propagator choice as [`MeshGrpcLayer::new`].
+impl MeshClientInterceptor {
+    /// An interceptor using the same propagator choice as [`MeshClientLayer::new`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -431,7 +431,7 @@ impl MeshInterceptor {
     }
 }
 
-impl Interceptor for MeshInterceptor {
+impl Interceptor for MeshClientInterceptor {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let span = Span::current();
         let cx = context_of(&span);

@@ -9,10 +9,10 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Who answered a call: `upstream`, `envoy` or `unknown` ([`crate::envoy::Origin`]).
+/// Who answered a call: `upstream`, `envoy` or `unknown` ([`crate::mesh::envoy::Origin`]).
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub(crate) const REPLY_ORIGIN: &str = "meshtrace.reply.origin";
-/// Which local reply Envoy made ([`crate::envoy::EnvoyReply::as_str`]).
+/// Which local reply Envoy made ([`crate::mesh::envoy::EnvoyReply::as_str`]).
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub(crate) const ENVOY_REPLY: &str = "meshtrace.envoy.reply";
 

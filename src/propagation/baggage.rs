@@ -4,6 +4,7 @@
 //! percent-decoded to UTF-8 (bad sequences become U+FFFD) and may contain `=`; properties
 //! after `;` are kept verbatim as the member's metadata.
 
+use super::percent;
 use opentelemetry::baggage::{Baggage, BaggageMetadata};
 use opentelemetry::{Key, StringValue};
 
@@ -75,33 +76,6 @@ fn valid_properties(props: &str) -> bool {
     })
 }
 
-fn percent_decode(value: &str) -> String {
-    if !value.contains('%') {
-        return value.to_owned();
-    }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hi = (bytes[i + 1] as char).to_digit(16);
-            let lo = (bytes[i + 2] as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hi, lo) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        // A `%` not followed by two hex digits is kept literally, as decoders commonly do.
-        out.push(bytes[i]);
-        i += 1;
-    }
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
-}
-
 /// Parses one list member (`key=value;prop;prop=v`).
 ///
 /// ```
@@ -127,7 +101,7 @@ pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
     }
     Ok(Member {
         key,
-        value: percent_decode(value),
+        value: percent::decode(value),
         properties,
     })
 }
@@ -176,17 +150,6 @@ pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
     (baggage, dropped)
 }
 
-fn percent_encode_into(value: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value.as_bytes() {
-        if is_baggage_octet(b) && b != b'%' {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-        }
-    }
-}
-
 /// Serializes baggage as one header value, percent-encoding what needs it, so that
 /// parsing the result gives the same baggage back. Members that would pass the limits,
 /// keys that are not tokens and properties that are not well-formed are left out; the
@@ -223,7 +186,7 @@ pub(crate) fn encode_baggage_into(baggage: &Baggage, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(key.as_bytes());
         out.push(b'=');
-        percent_encode_into(value.as_str(), out);
+        percent::encode_into(value.as_str(), is_baggage_octet, out);
         let props = metadata.as_str();
         if !props.is_empty() && valid_properties(props) {
             out.push(b';');

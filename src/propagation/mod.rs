@@ -12,6 +12,7 @@ pub mod env;
 mod global;
 mod hex;
 pub mod passthrough;
+pub(crate) mod percent;
 pub mod traceparent;
 
 use self::b3::{B3Context, B3Error, MultiHeaders, SamplingState, B3};

@@ -6,9 +6,9 @@
 //!
 //! - front `GET /front/{id}`: `front_handler` (`#[instrument]`) spawns `call_relay`
 //!   (`#[instrument]`, `.in_current_span()`), which calls `Relay/Forward` through
-//!   `MeshGrpcLayer` with `path = /back/{id}`; `id = fail` asks the relay for an error.
+//!   `MeshClientLayer` with `path = /back/{id}`; `id = fail` asks the relay for an error.
 //! - relay `Relay/Forward`: `forward` (`#[instrument]`) calls the back service through
-//!   reqwest-middleware with `MeshTracing`. `Relay/Count` streams `n` messages `gap_ms` apart.
+//!   reqwest-middleware with `MeshClientMiddleware`. `Relay/Count` streams `n` messages `gap_ms` apart.
 //! - back `GET /back/{id}`: records the headers it received; `/back/unavailable` answers 503.
 //!
 //! Spans go to opentelemetry_sdk's in-memory exporter through tracing-opentelemetry, one
@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use futures_util::future::BoxFuture;
-use meshtrace::client::tonic::MeshGrpcLayer;
+use meshtrace::client::tonic::MeshClientLayer;
 use meshtrace::server::MeshServerLayer;
 use meshtrace::MeshPropagator;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
@@ -241,10 +241,10 @@ impl tonic::server::NamedService for Relay {
     const NAME: &'static str = "meshtrace.test.Relay";
 }
 
-/// A gRPC client for the relay, through `MeshGrpcLayer`.
+/// A gRPC client for the relay, through `MeshClientLayer`.
 #[derive(Clone)]
 pub struct RelayClient {
-    grpc: tonic::client::Grpc<meshtrace::client::tonic::MeshGrpc<tonic::transport::Channel>>,
+    grpc: tonic::client::Grpc<meshtrace::client::tonic::MeshClient<tonic::transport::Channel>>,
 }
 
 impl RelayClient {
@@ -253,7 +253,7 @@ impl RelayClient {
             tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("uri");
         let channel = endpoint.connect_lazy();
         let svc = ServiceBuilder::new()
-            .layer(MeshGrpcLayer::new().server_uri(endpoint.uri()))
+            .layer(MeshClientLayer::new().server_uri(endpoint.uri()))
             .service(channel);
         RelayClient {
             grpc: tonic::client::Grpc::new(svc),

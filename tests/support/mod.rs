@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use meshtrace::client::reqwest::MeshTracing;
+use meshtrace::client::reqwest::MeshClientMiddleware;
 use opentelemetry::trace::{SpanKind, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use reqwest_middleware::{ClientWithMiddleware, RequestBuilder};
@@ -39,10 +39,10 @@ pub async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
-/// A reqwest client through reqwest-middleware with `MeshTracing`.
+/// A reqwest client through reqwest-middleware with `MeshClientMiddleware`.
 pub fn traced_client() -> ClientWithMiddleware {
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(MeshTracing::new())
+        .with(MeshClientMiddleware::new())
         .build()
 }
 

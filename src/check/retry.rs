@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use meshtrace::retry::{MeshRetries, RetryPolicy};
+//! use meshtrace::check::retry::{MeshRetries, RetryPolicy};
 //!
 //! // The code: 3 attempts (2 retries), 2 s each.
 //! let code = RetryPolicy::new().with_retries(2).with_per_attempt_timeout(Duration::from_secs(2));
@@ -89,14 +89,14 @@ pub enum RetryError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use meshtrace::retry::Backoff;
+/// use meshtrace::check::retry::Backoff;
 ///
 /// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1), 2.0)?;
 /// assert_eq!(backoff.delay_before_retry(1), Duration::from_millis(100));
 /// assert_eq!(backoff.delay_before_retry(3), Duration::from_millis(400));
 /// assert_eq!(backoff.delay_before_retry(9), Duration::from_secs(1));
 /// assert_eq!(Backoff::none().delay_before_retry(1), Duration::ZERO);
-/// # Ok::<(), meshtrace::retry::RetryError>(())
+/// # Ok::<(), meshtrace::check::retry::RetryError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
@@ -119,7 +119,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use meshtrace::retry::Backoff;
+    /// use meshtrace::check::retry::Backoff;
     /// assert_eq!(Backoff::fixed(Duration::from_millis(50)).delay_before_retry(4), Duration::from_millis(50));
     /// ```
     pub const fn fixed(delay: Duration) -> Self {
@@ -190,7 +190,7 @@ impl Default for Backoff {
 ///
 /// ```
 /// use std::time::Duration;
-/// use meshtrace::retry::{MeshRetries, RetryPolicy};
+/// use meshtrace::check::retry::{MeshRetries, RetryPolicy};
 ///
 /// let code = RetryPolicy::new().with_per_attempt_timeout(Duration::from_millis(5500));
 /// let mesh = MeshRetries::istio_default().with_route_timeout(Duration::from_secs(5));
@@ -272,7 +272,7 @@ impl RetryPolicy {
     /// run even when timeouts would cut slow ones short, so this is the product.
     ///
     /// ```
-    /// use meshtrace::retry::{MeshRetries, RetryPolicy};
+    /// use meshtrace::check::retry::{MeshRetries, RetryPolicy};
     /// // The seed's example: 3 attempts in code on top of 3 tries in the mesh.
     /// assert_eq!(RetryPolicy::new().with_retries(2).worst_case_attempts(&MeshRetries::new(2)), 9);
     /// ```
@@ -286,7 +286,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use meshtrace::retry::{MeshRetries, RetryPolicy};
+    /// use meshtrace::check::retry::{MeshRetries, RetryPolicy};
     ///
     /// let mesh = MeshRetries::new(2).with_route_timeout(Duration::from_secs(5));
     /// let code = RetryPolicy::new().with_retries(2);
@@ -358,7 +358,7 @@ pub struct TimeoutConflict {
 ///
 /// ```
 /// use std::time::Duration;
-/// use meshtrace::retry::MeshRetries;
+/// use meshtrace::check::retry::MeshRetries;
 ///
 /// // `retries: {attempts: 3, perTryTimeout: 2s}`, `timeout: 5s`
 /// let mesh = MeshRetries::new(3)
@@ -455,7 +455,7 @@ impl MeshRetries {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use meshtrace::retry::MeshRetries;
+    /// use meshtrace::check::retry::MeshRetries;
     /// let mesh = MeshRetries::istio_default();
     /// assert_eq!(mesh.backoff_before_retry(1), Duration::from_millis(25));
     /// assert_eq!(mesh.backoff_before_retry(2), Duration::from_millis(75));
@@ -667,7 +667,7 @@ impl FromStr for RetryCondition {
 /// Status codes imply `retriable-status-codes`, as Istio adds it for them.
 ///
 /// ```
-/// use meshtrace::retry::{RetryCondition, RetryOn};
+/// use meshtrace::check::retry::{RetryCondition, RetryOn};
 ///
 /// let safe: RetryOn = "connect-failure,refused-stream".parse()?;
 /// assert!(safe.unsafe_for_non_idempotent().is_empty());
@@ -676,7 +676,7 @@ impl FromStr for RetryCondition {
 /// assert_eq!(risky.status_codes(), &[503]);
 /// assert_eq!(risky.unsafe_for_non_idempotent(), ["gateway-error", "retriable-status-codes (503)"]);
 /// assert!("5xxx".parse::<RetryOn>().is_err());
-/// # Ok::<(), meshtrace::retry::RetryError>(())
+/// # Ok::<(), meshtrace::check::retry::RetryError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryOn {

@@ -9,7 +9,7 @@
 //! `grpc-message` with a `grpc-status` (UNAVAILABLE for 429/502/503/504).
 //!
 //! ```
-//! use meshtrace::envoy::{classify, EnvoyReply, Origin};
+//! use meshtrace::mesh::envoy::{classify, EnvoyReply, Origin};
 //! let headers = http::HeaderMap::new();
 //! let origin = classify(http::StatusCode::SERVICE_UNAVAILABLE, &headers, Some(b"no healthy upstream"));
 //! assert_eq!(origin, Origin::Envoy(EnvoyReply::NoHealthyUpstream));

@@ -9,7 +9,7 @@
 //! destination) when a call's own timeout is shorter than the route's.
 //!
 //! ```
-//! use meshtrace::timeouts::MeshTimeout;
+//! use meshtrace::mesh::timeouts::MeshTimeout;
 //! use std::time::Duration;
 //! // VirtualService: timeout: 3s
 //! let ratings = MeshTimeout::route(Duration::from_secs(3));

@@ -13,7 +13,7 @@
 //! `grpc-timeout` on gRPC calls, and fail fast with [`BudgetExhausted`] when nothing is left.
 //!
 //! ```
-//! use meshtrace::deadline::{parse_grpc_timeout, Deadline};
+//! use meshtrace::mesh::deadline::{parse_grpc_timeout, Deadline};
 //! use std::time::{Duration, Instant};
 //!
 //! assert_eq!(parse_grpc_timeout(b"250m"), Ok(Duration::from_millis(250)));
@@ -188,7 +188,7 @@ impl DeadlineExt for Context {
 ///
 /// ```no_run
 /// # async fn handler() {
-/// if let Some(deadline) = meshtrace::deadline::current() {
+/// if let Some(deadline) = meshtrace::mesh::deadline::current() {
 ///     if deadline.remaining() < std::time::Duration::from_millis(50) {
 ///         // Not enough time for the expensive path: answer from the cache.
 ///     }
