@@ -92,3 +92,22 @@ pub use sampler::MeshSampler;
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of the pages under `docs/`, compiled and run as doctests.
+#[cfg(all(
+    doctest,
+    feature = "sdk",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "tonic"
+))]
+pub mod docs_doctests {
+    #[doc = include_str!("../docs/propagation.md")]
+    pub struct Propagation;
+    #[doc = include_str!("../docs/layers.md")]
+    pub struct Layers;
+    #[doc = include_str!("../docs/mesh.md")]
+    pub struct Mesh;
+    #[doc = include_str!("../docs/configuration.md")]
+    pub struct Configuration;
+}
