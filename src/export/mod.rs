@@ -49,6 +49,10 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
+mod shutdown;
+
+use shutdown::shutdown_within;
+
 /// Sets everything up from the environment and installs it globally: the propagator, the
 /// subscriber, the exporter. Keep the returned guard alive; dropping it flushes and shuts
 /// the exporter down within [`TelemetryBuilder::shutdown_timeout`] (5 s by default), also
@@ -786,33 +790,6 @@ impl Drop for TelemetryGuard {
             }
         }
     }
-}
-
-/// Flush, then shut down, both within one deadline.
-///
-/// The SDK's own shutdown gives the whole timeout to each span processor in turn (two
-/// exporters, twice the time) and reports a refused final export as success, so the work
-/// runs on a helper thread that the caller waits for at most `timeout`. A flush or shutdown
-/// still blocked on a hanging collector then finishes in the background, bounded by the
-/// exporter's own timeout.
-fn shutdown_within(provider: SdkTracerProvider, timeout: Duration) -> Result<(), OTelSdkError> {
-    let deadline = std::time::Instant::now() + timeout;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("meshtrace-shutdown".into())
-        .spawn(move || {
-            let flushed = provider.force_flush();
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let shut = provider.shutdown_with_timeout(left);
-            let _ = tx.send(flushed.and(shut));
-        });
-    if let Err(e) = spawned {
-        return Err(OTelSdkError::InternalFailure(format!(
-            "cannot start the shutdown thread: {e}"
-        )));
-    }
-    rx.recv_timeout(timeout)
-        .unwrap_or(Err(OTelSdkError::Timeout(timeout)))
 }
 
 #[cfg(test)]
