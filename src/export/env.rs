@@ -1,9 +1,9 @@
 //! OpenTelemetry's environment variables (the [table](crate::export) of the module docs),
 //! read into a [`TelemetryBuilder`].
 
+use super::builder::DEFAULT_TIMEOUT;
 use super::{
     BatchSettings, InitError, OtlpConfig, Protocol, RootSampler, SamplerConfig, TelemetryBuilder,
-    DEFAULT_TIMEOUT,
 };
 use crate::propagation::env::{PropagatorList, PropagatorsError};
 use std::time::Duration;
