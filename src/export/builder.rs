@@ -21,6 +21,7 @@ use tracing_subscriber::Layer;
 
 /// The OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Protocol {
     /// OTLP/gRPC (port 4317).
     Grpc,
@@ -43,6 +44,7 @@ pub struct OtlpConfig {
 
 /// The sampler, as `OTEL_TRACES_SAMPLER` names it.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum SamplerConfig {
     /// Every trace.
     AlwaysOn,
@@ -56,6 +58,7 @@ pub enum SamplerConfig {
 
 /// The root sampler of [`SamplerConfig::ParentBased`].
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum RootSampler {
     /// New traces are sampled.
     AlwaysOn,

@@ -11,6 +11,7 @@ use tracing_subscriber::filter::EnvFilter;
 
 /// An environment variable's value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvError {
     /// Not `true` or `false`.
     #[error("expected `true` or `false`")]

@@ -60,6 +60,7 @@ pub fn init() -> Result<TelemetryGuard, InitError> {
 
 /// Why [`init`] or [`TelemetryBuilder`] could not set up telemetry.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InitError {
     /// An environment variable has a value that cannot be used.
     #[error("{var}={value:?}: {error}")]
