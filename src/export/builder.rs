@@ -118,8 +118,8 @@ impl BatchSettings {
 
 type ProviderHook = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder>;
 
-/// Builds the telemetry [`init`](crate::init) installs; start from [`from_env`](Self::from_env) or
-/// [`new`](Self::new) and override what you need.
+/// Builds the telemetry [`init`](crate::init) installs; start from
+/// [`from_env`](Self::from_env) or [`new`](Self::new) and override what you need.
 ///
 /// ```no_run
 /// use meshtrace::export::{OtlpConfig, Protocol, TelemetryBuilder};
