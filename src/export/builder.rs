@@ -1,0 +1,408 @@
+//! [`TelemetryBuilder`] and what it configures: the OTLP exporter, the batch processor, the
+//! sampler, the resource and the subscriber it builds from them.
+
+use super::{EnvError, InitError, Telemetry};
+use crate::{MeshPropagator, MeshSampler};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::resource::{Resource, TelemetryResourceDetector};
+use opentelemetry_sdk::trace::{
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, ShouldSample,
+    TracerProviderBuilder,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+use tracing::Dispatch;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OTLP/gRPC (port 4317).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (port 4318).
+    HttpProtobuf,
+}
+
+/// Where and how spans are exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The transport.
+    pub protocol: Protocol,
+    /// The URL export requests go to (for HTTP, including `/v1/traces`).
+    pub endpoint: String,
+    /// Headers (gRPC metadata) sent with every export, such as an API key.
+    pub headers: Vec<(String, String)>,
+    /// How long one export may take.
+    pub timeout: Duration,
+}
+
+/// The sampler, as `OTEL_TRACES_SAMPLER` names it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum SamplerConfig {
+    /// Every trace.
+    AlwaysOn,
+    /// No trace.
+    AlwaysOff,
+    /// A fraction of traces, by trace id.
+    TraceIdRatio(f64),
+    /// Follow the parent; [`MeshSampler`] around the given root sampler.
+    ParentBased(RootSampler),
+}
+
+/// The root sampler of [`SamplerConfig::ParentBased`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum RootSampler {
+    /// New traces are sampled.
+    AlwaysOn,
+    /// New traces are not sampled.
+    AlwaysOff,
+    /// A fraction of new traces, by trace id.
+    TraceIdRatio(f64),
+}
+
+impl SamplerConfig {
+    fn sampler(self) -> Box<dyn ShouldSample> {
+        let plain = |root: RootSampler| match root {
+            RootSampler::AlwaysOn => Sampler::AlwaysOn,
+            RootSampler::AlwaysOff => Sampler::AlwaysOff,
+            RootSampler::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+        };
+        match self {
+            SamplerConfig::AlwaysOn => Box::new(Sampler::AlwaysOn),
+            SamplerConfig::AlwaysOff => Box::new(Sampler::AlwaysOff),
+            SamplerConfig::TraceIdRatio(r) => Box::new(Sampler::TraceIdRatioBased(r)),
+            SamplerConfig::ParentBased(root) => Box::new(MeshSampler::new(plain(root))),
+        }
+    }
+}
+
+/// The batch processor in front of the OTLP exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Spans waiting for export at most; more are dropped. This bounds memory when the
+    /// collector is slow or gone.
+    pub max_queue_size: usize,
+    /// Time between two exports.
+    pub scheduled_delay: Duration,
+    /// Spans per export request at most.
+    pub max_export_batch_size: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_queue_size: 2048,
+            scheduled_delay: Duration::from_secs(5),
+            max_export_batch_size: 512,
+        }
+    }
+}
+
+impl BatchSettings {
+    fn config(self) -> BatchConfig {
+        BatchConfigBuilder::default()
+            .with_max_queue_size(self.max_queue_size)
+            .with_scheduled_delay(self.scheduled_delay)
+            .with_max_export_batch_size(self.max_export_batch_size)
+            .build()
+    }
+}
+
+type ProviderHook = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder>;
+
+/// Builds the telemetry [`init`](crate::init) installs; start from
+/// [`from_env`](Self::from_env) or [`new`](Self::new) and override what you need.
+///
+/// ```no_run
+/// use meshtrace::export::{OtlpConfig, Protocol, TelemetryBuilder};
+/// # fn run() -> Result<(), meshtrace::export::InitError> {
+/// let _guard = TelemetryBuilder::from_env()?
+///     .service_name("reviews")
+///     .otlp(Some(OtlpConfig {
+///         protocol: Protocol::Grpc,
+///         endpoint: "http://jaeger:4317".into(),
+///         headers: vec![],
+///         timeout: std::time::Duration::from_secs(5),
+///     }))
+///     .build()?
+///     .install()?;
+/// # Ok(()) }
+/// ```
+pub struct TelemetryBuilder {
+    pub(super) service_name: Option<String>,
+    pub(super) resource_attributes: Vec<(String, String)>,
+    pub(super) propagator: MeshPropagator,
+    pub(super) otlp: Option<OtlpConfig>,
+    pub(super) batch: BatchSettings,
+    pub(super) sampler: SamplerConfig,
+    pub(super) log_filter: String,
+    pub(super) logs: bool,
+    pub(super) disabled: bool,
+    pub(super) shutdown_timeout: Duration,
+    pub(super) hooks: Vec<ProviderHook>,
+}
+
+impl fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryBuilder")
+            .field("service_name", &self.service_name)
+            .field("resource_attributes", &self.resource_attributes)
+            .field("propagator", &self.propagator)
+            .field("otlp", &self.otlp)
+            .field("batch", &self.batch)
+            .field("sampler", &self.sampler)
+            .field("log_filter", &self.log_filter)
+            .field("logs", &self.logs)
+            .field("disabled", &self.disabled)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("extra_exporters", &self.hooks.len())
+            .finish()
+    }
+}
+
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TelemetryBuilder {
+    /// The defaults, ignoring the environment: the Istio propagator, OTLP/HTTP to
+    /// `http://localhost:4318/v1/traces`, parent-based sampling of everything, logs at `info`.
+    pub fn new() -> Self {
+        TelemetryBuilder {
+            service_name: None,
+            resource_attributes: Vec::new(),
+            propagator: MeshPropagator::istio(),
+            otlp: Some(OtlpConfig {
+                protocol: Protocol::HttpProtobuf,
+                endpoint: "http://localhost:4318/v1/traces".into(),
+                headers: Vec::new(),
+                timeout: DEFAULT_TIMEOUT,
+            }),
+            batch: BatchSettings::default(),
+            sampler: SamplerConfig::ParentBased(RootSampler::AlwaysOn),
+            log_filter: "info".into(),
+            logs: true,
+            disabled: false,
+            shutdown_timeout: Duration::from_secs(5),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// The resource's `service.name`.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// Adds a resource attribute (after those of `OTEL_RESOURCE_ATTRIBUTES`, so it wins).
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.resource_attributes.push((key.into(), value.into()));
+        self
+    }
+
+    /// The propagator registered globally.
+    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
+        self.propagator = propagator;
+        self
+    }
+
+    /// Where spans are exported, or `None` for no OTLP export.
+    pub fn otlp(mut self, otlp: Option<OtlpConfig>) -> Self {
+        self.otlp = otlp;
+        self
+    }
+
+    /// The batch processor's queue, delay and batch size.
+    pub fn batch(mut self, batch: BatchSettings) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// The batch settings configured.
+    pub fn batch_settings(&self) -> BatchSettings {
+        self.batch
+    }
+
+    /// The sampler.
+    pub fn sampler(mut self, sampler: SamplerConfig) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// Print logs with a fmt layer filtered by this `EnvFilter` directive (`RUST_LOG`'s
+    /// syntax), or not at all with `None`.
+    pub fn logs(mut self, filter: Option<&str>) -> Self {
+        match filter {
+            Some(f) => {
+                self.logs = true;
+                self.log_filter = f.to_owned();
+            }
+            None => self.logs = false,
+        }
+        self
+    }
+
+    /// How long the guard's shutdown may take, flushing included.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Also hand finished spans to `exporter` (through a batch processor), beside OTLP.
+    pub fn with_span_exporter<E>(mut self, exporter: E) -> Self
+    where
+        E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    {
+        self.hooks
+            .push(Box::new(move |b| b.with_batch_exporter(exporter)));
+        self
+    }
+
+    /// What is configured to be exported to, if anything.
+    pub fn otlp_config(&self) -> Option<&OtlpConfig> {
+        self.otlp.as_ref()
+    }
+
+    /// The sampler configured.
+    pub fn sampler_config(&self) -> SamplerConfig {
+        self.sampler
+    }
+
+    /// Builds the tracer provider, the exporter and the subscriber without installing
+    /// anything globally. With gRPC export, call it inside a tokio runtime (tonic's channel
+    /// lives on it).
+    pub fn build(self) -> Result<Telemetry, InitError> {
+        let filter = EnvFilter::try_new(&self.log_filter).map_err(|e| InitError::Env {
+            var: "RUST_LOG",
+            value: self.log_filter.clone(),
+            error: EnvError::Filter(e.to_string()),
+        })?;
+        let fmt = self
+            .logs
+            .then(|| tracing_subscriber::fmt::layer().with_filter(filter));
+
+        let provider = if self.disabled {
+            None
+        } else {
+            let service_name = self.service_name.unwrap_or_else(default_service_name);
+            let resource = Resource::builder_empty()
+                .with_detector(Box::new(TelemetryResourceDetector))
+                .with_attributes(
+                    self.resource_attributes
+                        .into_iter()
+                        .map(|(k, v)| KeyValue::new(k, v)),
+                )
+                .with_service_name(service_name)
+                .build();
+            let mut builder = SdkTracerProvider::builder()
+                .with_resource(resource)
+                .with_sampler(self.sampler.sampler());
+            // Extra exporters first: the SDK flushes processors one after another, so a
+            // collector that hangs must not hold back the others.
+            for hook in self.hooks {
+                builder = hook(builder);
+            }
+            if let Some(otlp) = &self.otlp {
+                let processor = BatchSpanProcessor::builder(otlp_exporter(otlp)?)
+                    .with_batch_config(self.batch.config())
+                    .build();
+                builder = builder.with_span_processor(processor);
+            }
+            Some(builder.build())
+        };
+        // INFO and above: libraries such as hyper and h2 open TRACE-level spans of their own,
+        // which would land in every trace.
+        let otel = provider.as_ref().map(|p| {
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("meshtrace"))
+                .with_filter(LevelFilter::INFO)
+        });
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(fmt).with(otel));
+        Ok(Telemetry {
+            dispatch,
+            provider,
+            propagator: self.propagator,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}
+
+impl Default for TelemetryBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn default_service_name() -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    match exe {
+        Some(exe) => format!("unknown_service:{exe}"),
+        None => "unknown_service".into(),
+    }
+}
+
+fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match otlp.protocol {
+        Protocol::Grpc => {
+            // tonic would panic building its channel outside a runtime.
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(InitError::NoRuntime);
+            }
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for (k, v) in &otlp.headers {
+                if let (Ok(k), Ok(v)) = (
+                    tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+                    tonic::metadata::MetadataValue::try_from(v.as_str()),
+                ) {
+                    metadata.insert(k, v);
+                }
+            }
+            builder
+                .with_tonic()
+                .with_endpoint(otlp.endpoint.clone())
+                .with_timeout(otlp.timeout)
+                .with_metadata(metadata)
+                .build()
+        }
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(otlp.endpoint.clone())
+            .with_timeout(otlp.timeout)
+            .with_headers(otlp.headers.iter().cloned().collect::<HashMap<_, _>>())
+            .build(),
+    };
+    Ok(exporter?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::env::tests::env;
+
+    #[test]
+    fn grpc_outside_a_runtime_is_an_error_not_a_panic() {
+        let b = TelemetryBuilder::from_env_source(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]))
+            .unwrap();
+        assert!(matches!(b.build(), Err(InitError::NoRuntime)));
+    }
+
+    #[test]
+    fn disabled_sdk_builds_no_provider() {
+        let t = TelemetryBuilder::from_env_source(env(&[("OTEL_SDK_DISABLED", "TRUE")]))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(t.provider().is_none());
+        t.into_guard().shutdown().unwrap();
+    }
+}

@@ -1,0 +1,452 @@
+//! OpenTelemetry's environment variables (the [table](crate::export) of the module docs),
+//! read into a [`TelemetryBuilder`].
+
+use super::builder::DEFAULT_TIMEOUT;
+use super::{
+    BatchSettings, InitError, OtlpConfig, Protocol, RootSampler, SamplerConfig, TelemetryBuilder,
+};
+use crate::propagation::env::{PropagatorList, PropagatorsError};
+use std::time::Duration;
+use tracing_subscriber::filter::EnvFilter;
+
+/// An environment variable's value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    /// Not `true` or `false`.
+    #[error("expected `true` or `false`")]
+    NotABool,
+    /// An OTLP protocol this crate does not speak.
+    #[error("unsupported protocol (use `grpc` or `http/protobuf`)")]
+    Protocol,
+    /// A traces exporter other than `otlp` or `none`.
+    #[error("unsupported traces exporter (use `otlp` or `none`)")]
+    Exporter,
+    /// Not an `http://` or `https://` URL with a host.
+    #[error("not an http(s) URL with a host")]
+    Url,
+    /// A `key=value` list entry without `=` or with an empty key.
+    #[error("expected comma-separated `key=value` pairs, got the entry {0:?}")]
+    KeyValue(String),
+    /// A sampler name this crate does not know.
+    #[error("unknown sampler (use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio)")]
+    Sampler,
+    /// A sampling ratio outside `[0, 1]`.
+    #[error("expected a number from 0 to 1")]
+    Ratio,
+    /// Not a whole number of milliseconds.
+    #[error("expected a whole number of milliseconds")]
+    Millis,
+    /// Not a whole number above zero.
+    #[error("expected a whole number above zero")]
+    Positive,
+    /// `OTEL_PROPAGATORS` names something unknown or unsupported.
+    #[error(transparent)]
+    Propagators(#[from] PropagatorsError),
+    /// `RUST_LOG` is not a valid filter.
+    #[error("not a valid filter: {0}")]
+    Filter(String),
+}
+
+impl TelemetryBuilder {
+    /// Configured from the process environment (see the [module](crate::export) table).
+    pub fn from_env() -> Result<Self, InitError> {
+        Self::from_env_source(|var| std::env::var(var).ok())
+    }
+
+    /// Configured from `get`, which returns a variable's value: for tests and for
+    /// configuration that comes from somewhere other than the process environment.
+    /// An empty value counts as unset, as the OpenTelemetry specification says.
+    ///
+    /// opentelemetry-otlp still merges `OTEL_EXPORTER_OTLP_HEADERS` and the compression
+    /// variables from the process environment into the exporter it builds, and the SDK reads
+    /// `OTEL_BSP_EXPORT_TIMEOUT` and `OTEL_BSP_MAX_CONCURRENT_EXPORTS` from there.
+    pub fn from_env_source(get: impl Fn(&str) -> Option<String>) -> Result<Self, InitError> {
+        let get = |var: &str| get(var).filter(|v| !v.trim().is_empty());
+        let mut b = Self::new();
+        let bad = |var: &'static str, value: &str, error: EnvError| InitError::Env {
+            var,
+            value: value.to_owned(),
+            error,
+        };
+
+        if let Some(v) = get("OTEL_SDK_DISABLED") {
+            b.disabled = match v.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad("OTEL_SDK_DISABLED", &v, EnvError::NotABool)),
+            };
+        }
+        b.service_name = get("OTEL_SERVICE_NAME").map(|v| v.trim().to_owned());
+        if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
+            b.resource_attributes =
+                parse_key_values(&v).map_err(|e| bad("OTEL_RESOURCE_ATTRIBUTES", &v, e))?;
+        }
+        if let Some(v) = get("OTEL_PROPAGATORS") {
+            let list: PropagatorList = v
+                .parse()
+                .map_err(|e: PropagatorsError| bad("OTEL_PROPAGATORS", &v, e.into()))?;
+            b.propagator = list
+                .into_builder()
+                .build()
+                .expect("the default pass-through names are valid");
+        }
+        if let Some(v) = get("RUST_LOG") {
+            EnvFilter::try_new(&v)
+                .map_err(|e| bad("RUST_LOG", &v, EnvError::Filter(e.to_string())))?;
+            b.log_filter = v;
+        }
+        b.sampler = sampler_from(&get)?;
+        b.otlp = otlp_from(&get)?;
+        b.batch = batch_from(&get)?;
+        Ok(b)
+    }
+}
+
+fn sampler_from(get: &impl Fn(&str) -> Option<String>) -> Result<SamplerConfig, InitError> {
+    const VAR: &str = "OTEL_TRACES_SAMPLER";
+    const ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    let ratio = || -> Result<f64, InitError> {
+        match get(ARG) {
+            None => Ok(1.0),
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(InitError::Env {
+                    var: ARG,
+                    value: v,
+                    error: EnvError::Ratio,
+                }),
+            },
+        }
+    };
+    let Some(v) = get(VAR) else {
+        return Ok(SamplerConfig::ParentBased(RootSampler::AlwaysOn));
+    };
+    Ok(match v.trim().to_ascii_lowercase().as_str() {
+        "always_on" => SamplerConfig::AlwaysOn,
+        "always_off" => SamplerConfig::AlwaysOff,
+        "traceidratio" => SamplerConfig::TraceIdRatio(ratio()?),
+        "parentbased_always_on" => SamplerConfig::ParentBased(RootSampler::AlwaysOn),
+        "parentbased_always_off" => SamplerConfig::ParentBased(RootSampler::AlwaysOff),
+        "parentbased_traceidratio" => {
+            SamplerConfig::ParentBased(RootSampler::TraceIdRatio(ratio()?))
+        }
+        _ => {
+            return Err(InitError::Env {
+                var: VAR,
+                value: v,
+                error: EnvError::Sampler,
+            })
+        }
+    })
+}
+
+fn batch_from(get: &impl Fn(&str) -> Option<String>) -> Result<BatchSettings, InitError> {
+    let positive = |var: &'static str| -> Result<Option<u64>, InitError> {
+        match get(var) {
+            None => Ok(None),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(InitError::Env {
+                    var,
+                    value: v,
+                    error: EnvError::Positive,
+                }),
+            },
+        }
+    };
+    let mut batch = BatchSettings::default();
+    if let Some(n) = positive("OTEL_BSP_MAX_QUEUE_SIZE")? {
+        batch.max_queue_size = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(ms) = positive("OTEL_BSP_SCHEDULE_DELAY")? {
+        batch.scheduled_delay = Duration::from_millis(ms);
+    }
+    if let Some(n) = positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
+        batch.max_export_batch_size = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok(batch)
+}
+
+fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, InitError> {
+    let bad =
+        |var: &'static str, value: String, error: EnvError| InitError::Env { var, value, error };
+    // The traces-specific variable wins over the general one.
+    let pick = |traces: &'static str, general: &'static str| {
+        get(traces)
+            .map(|v| (traces, v))
+            .or_else(|| get(general).map(|v| (general, v)))
+    };
+
+    if let Some(v) = get("OTEL_TRACES_EXPORTER") {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "otlp" => {}
+            "none" => return Ok(None),
+            _ => return Err(bad("OTEL_TRACES_EXPORTER", v, EnvError::Exporter)),
+        }
+    }
+    let protocol = match pick(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ) {
+        None => Protocol::HttpProtobuf,
+        Some((var, v)) => match v.trim() {
+            "grpc" => Protocol::Grpc,
+            "http/protobuf" => Protocol::HttpProtobuf,
+            _ => return Err(bad(var, v, EnvError::Protocol)),
+        },
+    };
+    let endpoint = if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        check_url(&v).map_err(|e| bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v.clone(), e))?;
+        v.trim().to_owned()
+    } else if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        check_url(&v).map_err(|e| bad("OTEL_EXPORTER_OTLP_ENDPOINT", v.clone(), e))?;
+        match protocol {
+            Protocol::Grpc => v.trim().to_owned(),
+            // The general endpoint is a base URL; the signal's path is appended (OTLP spec).
+            Protocol::HttpProtobuf => format!("{}/v1/traces", v.trim().trim_end_matches('/')),
+        }
+    } else {
+        match protocol {
+            Protocol::Grpc => "http://localhost:4317".into(),
+            Protocol::HttpProtobuf => "http://localhost:4318/v1/traces".into(),
+        }
+    };
+    let headers = match pick(
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ) {
+        None => Vec::new(),
+        Some((var, v)) => parse_key_values(&v).map_err(|e| bad(var, v.clone(), e))?,
+    };
+    let timeout = match pick(
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ) {
+        None => DEFAULT_TIMEOUT,
+        Some((var, v)) => Duration::from_millis(
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(var, v.clone(), EnvError::Millis))?,
+        ),
+    };
+    Ok(Some(OtlpConfig {
+        protocol,
+        endpoint,
+        headers,
+        timeout,
+    }))
+}
+
+fn check_url(v: &str) -> Result<(), EnvError> {
+    let uri: http::Uri = v.trim().parse().map_err(|_| EnvError::Url)?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
+        _ => Err(EnvError::Url),
+    }
+}
+
+/// `k=v,k2=v2` as OpenTelemetry's resource-attribute and header variables use it: entries
+/// trimmed, values percent-decoded, empty entries skipped.
+fn parse_key_values(v: &str) -> Result<Vec<(String, String)>, EnvError> {
+    let mut out = Vec::new();
+    for entry in v.split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        match entry.split_once('=') {
+            Some((k, val)) if !k.trim().is_empty() => {
+                out.push((
+                    k.trim().to_owned(),
+                    crate::propagation::percent::decode(val.trim()),
+                ));
+            }
+            _ => return Err(EnvError::KeyValue(entry.to_owned())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// `get` over fixed pairs.
+    pub(in crate::export) fn env<'a>(
+        vars: &'a [(&'a str, &'a str)],
+    ) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn err(vars: &[(&str, &str)]) -> (String, String, EnvError) {
+        match TelemetryBuilder::from_env_source(env(vars)) {
+            Err(InitError::Env { var, value, error }) => (var.to_owned(), value, error),
+            other => panic!("expected an env error for {vars:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let b = TelemetryBuilder::from_env_source(env(&[])).unwrap();
+        assert_eq!(
+            b.otlp_config().unwrap(),
+            &OtlpConfig {
+                protocol: Protocol::HttpProtobuf,
+                endpoint: "http://localhost:4318/v1/traces".into(),
+                headers: vec![],
+                timeout: Duration::from_secs(10),
+            }
+        );
+        assert_eq!(
+            b.sampler_config(),
+            SamplerConfig::ParentBased(RootSampler::AlwaysOn)
+        );
+        assert!(!b.disabled);
+    }
+
+    #[test]
+    fn endpoints_protocols_headers_timeouts() {
+        let b = TelemetryBuilder::from_env_source(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s%3Dcret, x-tenant = blue ,",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ]))
+        .unwrap();
+        let o = b.otlp_config().unwrap();
+        assert_eq!(o.endpoint, "http://jaeger:4318/v1/traces");
+        assert_eq!(
+            o.headers,
+            [
+                ("api-key".into(), "s=cret".into()),
+                ("x-tenant".into(), "blue".into())
+            ]
+        );
+        assert_eq!(o.timeout, Duration::from_millis(2500));
+
+        let b = TelemetryBuilder::from_env_source(env(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "100"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "not used"),
+        ]))
+        .unwrap();
+        let o = b.otlp_config().unwrap();
+        assert_eq!(
+            (o.protocol, o.endpoint.as_str()),
+            (Protocol::Grpc, "http://collector:4317")
+        );
+        assert_eq!(o.timeout, Duration::from_millis(100));
+
+        // The traces endpoint is used as given.
+        let b = TelemetryBuilder::from_env_source(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://otlp.example.com/custom/path",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            b.otlp_config().unwrap().endpoint,
+            "https://otlp.example.com/custom/path"
+        );
+
+        let b =
+            TelemetryBuilder::from_env_source(env(&[("OTEL_TRACES_EXPORTER", "none")])).unwrap();
+        assert_eq!(b.otlp_config(), None);
+    }
+
+    #[test]
+    fn samplers() {
+        for (name, arg, want) in [
+            ("always_on", None, SamplerConfig::AlwaysOn),
+            ("ALWAYS_OFF", None, SamplerConfig::AlwaysOff),
+            (
+                "traceidratio",
+                Some("0.25"),
+                SamplerConfig::TraceIdRatio(0.25),
+            ),
+            ("traceidratio", None, SamplerConfig::TraceIdRatio(1.0)),
+            (
+                "parentbased_always_off",
+                None,
+                SamplerConfig::ParentBased(RootSampler::AlwaysOff),
+            ),
+            (
+                "parentbased_traceidratio",
+                Some("0"),
+                SamplerConfig::ParentBased(RootSampler::TraceIdRatio(0.0)),
+            ),
+        ] {
+            let mut vars = vec![("OTEL_TRACES_SAMPLER", name)];
+            if let Some(arg) = arg {
+                vars.push(("OTEL_TRACES_SAMPLER_ARG", arg));
+            }
+            let b = TelemetryBuilder::from_env_source(env(&vars)).unwrap();
+            assert_eq!(b.sampler_config(), want, "{name} {arg:?}");
+        }
+    }
+
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        #[rustfmt::skip]
+        let cases: &[(Vars, &str, EnvError)] = &[
+            (&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED", EnvError::NotABool),
+            (&[("OTEL_RESOURCE_ATTRIBUTES", "team=a,oops")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("oops".into())),
+            (&[("OTEL_RESOURCE_ATTRIBUTES", "=x")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("=x".into())),
+            (&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL", EnvError::Protocol),
+            (&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp")], "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", EnvError::Protocol),
+            (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4317")], "OTEL_EXPORTER_OTLP_ENDPOINT", EnvError::Url),
+            (&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x/")], "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", EnvError::Url),
+            (&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")], "OTEL_EXPORTER_OTLP_HEADERS", EnvError::KeyValue("novalue".into())),
+            (&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")], "OTEL_EXPORTER_OTLP_TIMEOUT", EnvError::Millis),
+            (&[("OTEL_TRACES_SAMPLER", "jaeger_remote")], "OTEL_TRACES_SAMPLER", EnvError::Sampler),
+            (&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
+            (&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "half")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
+            (&[("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER", EnvError::Exporter),
+            (&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")], "OTEL_BSP_MAX_QUEUE_SIZE", EnvError::Positive),
+            (&[("OTEL_BSP_SCHEDULE_DELAY", "5s")], "OTEL_BSP_SCHEDULE_DELAY", EnvError::Positive),
+            (&[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1")], "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", EnvError::Positive),
+        ];
+        for (vars, var, error) in cases {
+            let (got_var, value, got) = err(vars);
+            assert_eq!((got_var.as_str(), &got), (*var, error), "{vars:?}");
+            let message = InitError::Env {
+                var: "X",
+                value: value.clone(),
+                error: got,
+            }
+            .to_string();
+            assert!(message.contains(&format!("{value:?}")), "{message}");
+        }
+        let (var, _, e) = err(&[("OTEL_PROPAGATORS", "tracecontext,xray")]);
+        assert_eq!(var, "OTEL_PROPAGATORS");
+        assert!(matches!(e, EnvError::Propagators(_)));
+        let (var, _, e) = err(&[("RUST_LOG", "info,[[[")]);
+        assert_eq!(var, "RUST_LOG");
+        assert!(matches!(e, EnvError::Filter(_)));
+    }
+
+    #[test]
+    fn resource_attributes_are_percent_decoded() {
+        assert_eq!(
+            parse_key_values("deployment.environment=prod,team=pay%2Cments, k = v ").unwrap(),
+            [
+                ("deployment.environment".into(), "prod".into()),
+                ("team".into(), "pay,ments".into()),
+                ("k".into(), "v".into()),
+            ]
+        );
+    }
+}

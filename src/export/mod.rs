@@ -1,0 +1,173 @@
+//! One-call setup: the global propagator, a `tracing` subscriber (a fmt layer for logs and the
+//! OpenTelemetry layer for spans) and an OTLP exporter behind a batch processor, configured by
+//! OpenTelemetry's environment variables.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), meshtrace::export::InitError> {
+//! // OTEL_SERVICE_NAME=reviews OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318 ./reviews
+//! let _telemetry = meshtrace::init()?; // flushes and shuts down when dropped
+//! tracing::info!("ready");
+//! # Ok(()) }
+//! ```
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `OTEL_SDK_DISABLED` | `true`: logs and propagation only, no spans | `false` |
+//! | `OTEL_SERVICE_NAME` | resource `service.name` | `unknown_service:<executable>` |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | more resource attributes, `k=v,k2=v2` (percent-decoded) | none |
+//! | `OTEL_PROPAGATORS` | the propagator (see [`MeshPropagator::try_from_env`]) | the Istio preset |
+//! | `OTEL_TRACES_EXPORTER` | `otlp` or `none` | `otlp` |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._TRACES_PROTOCOL` | `grpc` or `http/protobuf` | `http/protobuf` |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL (`/v1/traces` is appended for HTTP) | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the full traces URL, used as given | |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._TRACES_HEADERS` | `k=v,k2=v2` sent with every export | none |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._TRACES_TIMEOUT` | milliseconds per export | `10000` |
+//! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` | `parentbased_always_on` |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the batch processor: spans queued at most (more are dropped, so memory stays bounded when the collector is down), milliseconds between exports, spans per export | `2048`, `5000`, `512` |
+//! | `RUST_LOG` | what the fmt layer prints (`tracing-subscriber`'s `EnvFilter`) | `info` |
+//!
+//! The `parentbased_*` samplers are [`MeshSampler`]s: a B3 parent that left the decision open
+//! is decided by the root sampler instead of being dropped. A bad value in any variable is an
+//! [`InitError`] naming the variable, never a panic.
+//!
+//! [`MeshSampler`]: crate::MeshSampler
+
+use crate::MeshPropagator;
+use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::fmt;
+use std::time::Duration;
+use tracing::Dispatch;
+
+mod builder;
+mod env;
+mod shutdown;
+
+pub use builder::{
+    BatchSettings, OtlpConfig, Protocol, RootSampler, SamplerConfig, TelemetryBuilder,
+};
+pub use env::EnvError;
+
+use shutdown::shutdown_within;
+
+/// Sets everything up from the environment and installs it globally: the propagator, the
+/// subscriber, the exporter. Keep the returned guard alive; dropping it flushes and shuts
+/// the exporter down within [`TelemetryBuilder::shutdown_timeout`] (5 s by default), also
+/// when the collector is unreachable.
+pub fn init() -> Result<TelemetryGuard, InitError> {
+    TelemetryBuilder::from_env()?.build()?.install()
+}
+
+/// Why [`init`] or [`TelemetryBuilder`] could not set up telemetry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// An environment variable has a value that cannot be used.
+    #[error("{var}={value:?}: {error}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        error: EnvError,
+    },
+    /// The OTLP exporter could not be built.
+    #[error("OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// A global `tracing` subscriber was installed before.
+    #[error("a global tracing subscriber is already installed")]
+    SubscriberAlreadySet,
+    /// OTLP over gRPC was asked for outside a tokio runtime (tonic's channel lives on one).
+    #[error("OTLP over gRPC needs a tokio runtime: call this inside one (#[tokio::main]), or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")]
+    NoRuntime,
+}
+
+/// Telemetry built by [`TelemetryBuilder::build`], not yet installed.
+pub struct Telemetry {
+    dispatch: Dispatch,
+    provider: Option<SdkTracerProvider>,
+    propagator: MeshPropagator,
+    shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("provider", &self.provider)
+            .field("propagator", &self.propagator)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// The subscriber, to install per thread (`tracing::dispatcher::set_default`) when
+    /// several services with their own names share one process, as in the demo.
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// The tracer provider (`None` when `OTEL_SDK_DISABLED=true`).
+    pub fn provider(&self) -> Option<&SdkTracerProvider> {
+        self.provider.as_ref()
+    }
+
+    /// The propagator.
+    pub fn propagator(&self) -> &MeshPropagator {
+        &self.propagator
+    }
+
+    /// Installs the subscriber, the propagator ([`crate::set_global_propagator`]) and the
+    /// tracer provider globally.
+    pub fn install(self) -> Result<TelemetryGuard, InitError> {
+        if tracing::dispatcher::set_global_default(self.dispatch.clone()).is_err() {
+            // Shut the unused provider down within our timeout, not the SDK's default.
+            let _ = self.into_guard().shutdown();
+            return Err(InitError::SubscriberAlreadySet);
+        }
+        crate::set_global_propagator(self.propagator.clone());
+        if let Some(provider) = &self.provider {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+        }
+        Ok(self.into_guard())
+    }
+
+    /// The guard alone, for telemetry used without installing it globally.
+    pub fn into_guard(self) -> TelemetryGuard {
+        TelemetryGuard {
+            provider: self.provider,
+            timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+/// Flushes and shuts the exporter down when dropped, within the configured timeout.
+#[derive(Debug)]
+#[must_use = "dropping the guard shuts the exporter down"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    timeout: Duration,
+}
+
+impl TelemetryGuard {
+    /// Flushes what is queued and shuts down, within the configured timeout; says whether
+    /// everything went out (an export the collector refused is an error here).
+    pub fn shutdown(mut self) -> Result<(), OTelSdkError> {
+        match self.provider.take() {
+            Some(provider) => shutdown_within(provider, self.timeout),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(e) = shutdown_within(provider, self.timeout) {
+                // The subscriber may be gone by now; standard error is always there.
+                eprintln!("meshtrace: telemetry shutdown: {e}");
+            }
+        }
+    }
+}
