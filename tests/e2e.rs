@@ -8,14 +8,15 @@
     feature = "sdk"
 ))]
 
-mod mesh;
 mod support;
 
-use mesh::{assert_chain, attr, span_id_of, spans_of, trace_id_of, Mesh};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use opentelemetry::Value;
-use support::one;
+use support::headers::{span_id_of, trace_id_of};
+use support::mesh::Mesh;
+use support::relay::RelayClient;
+use support::spans::{assert_chain, attr, one, s, spans_of};
 
 const REQUEST_ID: &str = "5b1f1a0e-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
 const OT_SPAN_CONTEXT: &str = "opaque/lightstep;ctx=Zm9vYmFy";
@@ -57,10 +58,6 @@ fn assert_full_chain(spans: &[opentelemetry_sdk::trace::SpanData]) {
             w[1]
         );
     }
-}
-
-fn s(v: &str) -> Value {
-    Value::from(v.to_owned())
 }
 
 fn header_attr(values: &[&str]) -> Value {
@@ -319,7 +316,7 @@ async fn http_503_marks_client_and_server_spans() {
 async fn server_streaming_span_ends_after_the_last_message() {
     use tracing::Instrument;
     let mesh = Mesh::start(MeshServerLayer::new()).await;
-    let mut client = mesh::RelayClient::new(mesh.relay);
+    let mut client = RelayClient::new(mesh.relay);
     let root = tracing::info_span!("streaming-test");
     let (trace_id, last_received) = async {
         use opentelemetry::trace::TraceContextExt;
