@@ -30,6 +30,14 @@ const SERVICE: &str = "checkout";
 const RESOURCE_ATTRIBUTES: &str = "deployment.environment=test,team=payments";
 const API_KEY: &str = "secret";
 const REQUEST_ID: &str = "2f0c7d1e-8a3b-4c5d-9e6f-7a8b9c0d1e2f";
+/// The attributes the snapshot of the exported tree shows: none with a port, an id or a time.
+const TREE_KEYS: &[&str] = &[
+    "http.request.method",
+    "http.route",
+    "url.path",
+    "http.response.status_code",
+    "http.request.header.x-request-id",
+];
 /// How long a test waits for something that should happen at once.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -201,6 +209,8 @@ fn export_through_the_layers(transport: Transport) {
     );
     // Nothing else was exported: no library's span joined the trace or made its own.
     assert_eq!(receiver.spans().len(), 3);
+    // The same tree over either transport.
+    insta::assert_snapshot!("exported_tree", otlp::tree(&spans, TREE_KEYS));
 
     let front = one(&spans, "GET /front/{id}", SpanKind::Server);
     let client = one(&spans, "GET", SpanKind::Client);

@@ -1,9 +1,11 @@
 //! Reading spans back from an in-memory exporter: the spans of one trace, one span by name
-//! (and kind), attributes, parent chains.
+//! (and kind), attributes, parent chains, and a deterministic rendering of a trace's tree
+//! for snapshots.
 
-use opentelemetry::trace::{SpanKind, TraceId};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// The finished spans of one trace in `exporter`, right now (no waiting).
@@ -121,4 +123,92 @@ pub fn assert_chain(spans: &[SpanData], chain: &[(&str, SpanKind)]) {
     for (name, kind) in chain {
         assert_eq!(span(spans, name).span_kind, *kind, "kind of {name:?}");
     }
+}
+
+/// A span as a line of a [`render_tree`]: its id, its parent's (`None` for a root) and the
+/// text that stands for it.
+pub struct Node {
+    pub id: String,
+    pub parent: Option<String>,
+    pub line: String,
+}
+
+/// `name (kind) status key=value...`: a span's line in a tree, with the attributes named in
+/// `keys` that it has, in the order of `keys`.
+pub fn line<V: std::fmt::Display>(
+    name: &str,
+    kind: &dyn std::fmt::Debug,
+    status: &str,
+    keys: &[&str],
+    attr: impl Fn(&str) -> Option<V>,
+) -> String {
+    let mut out = format!("{name} ({kind:?}) {status}");
+    for key in keys {
+        if let Some(value) = attr(key) {
+            let _ = write!(out, " {key}={value}");
+        }
+    }
+    out
+}
+
+/// The tree of `nodes` as text for a snapshot: one node a line, each child indented under
+/// its parent. Roots are the nodes whose parent is not among `nodes`; one whose parent is
+/// elsewhere (another service's span) is marked `<- remote parent`. Siblings are ordered by
+/// what they render as, so the text is the same on every run as long as the lines hold no
+/// ids, timings or ports.
+pub fn render_tree(nodes: &[Node]) -> String {
+    let known = |id: &Option<String>| {
+        id.as_ref()
+            .is_some_and(|id| nodes.iter().any(|n| &n.id == id))
+    };
+    let mut roots: Vec<String> = nodes
+        .iter()
+        .filter(|n| !known(&n.parent))
+        .map(|n| {
+            let mark = if n.parent.is_some() {
+                " <- remote parent"
+            } else {
+                ""
+            };
+            subtree(nodes, n, mark, 0)
+        })
+        .collect();
+    roots.sort();
+    roots.concat()
+}
+
+fn subtree(nodes: &[Node], node: &Node, mark: &str, depth: usize) -> String {
+    let mut out = format!("{}{}{mark}\n", "  ".repeat(depth), node.line);
+    let mut children: Vec<String> = nodes
+        .iter()
+        .filter(|c| c.parent.as_deref() == Some(node.id.as_str()))
+        .map(|c| subtree(nodes, c, "", depth + 1))
+        .collect();
+    children.sort();
+    out.push_str(&children.concat());
+    out
+}
+
+/// The tree of `spans` (see [`render_tree`]): name, kind, status and the attributes named in
+/// `keys` of each span.
+pub fn tree(spans: &[SpanData], keys: &[&str]) -> String {
+    let nodes: Vec<Node> = spans
+        .iter()
+        .map(|span| {
+            let status = match &span.status {
+                Status::Unset => "unset".to_owned(),
+                Status::Ok => "ok".to_owned(),
+                Status::Error { description } => format!("error {description:?}"),
+            };
+            Node {
+                id: span.span_context.span_id().to_string(),
+                parent: (span.parent_span_id != SpanId::INVALID)
+                    .then(|| span.parent_span_id.to_string()),
+                line: line(&span.name, &span.span_kind, &status, keys, |k| {
+                    attr(span, k)
+                }),
+            }
+        })
+        .collect();
+    render_tree(&nodes)
 }

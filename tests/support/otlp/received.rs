@@ -192,6 +192,29 @@ impl ReceivedSpan {
     }
 }
 
+/// The tree of `spans` for a snapshot (see [`crate::support::spans::render_tree`]): service,
+/// name, kind, status and the attributes named in `keys` of each span.
+pub fn tree(spans: &[ReceivedSpan], keys: &[&str]) -> String {
+    use crate::support::spans::{line, render_tree, Node};
+    let nodes: Vec<Node> = spans
+        .iter()
+        .map(|span| {
+            let status = match span.status_code {
+                SpanStatusCode::Unset => "unset".to_owned(),
+                SpanStatusCode::Ok => "ok".to_owned(),
+                SpanStatusCode::Error => format!("error {:?}", span.status_message),
+            };
+            let name = format!("[{}] {}", span.service_name, span.name);
+            Node {
+                id: span.span_id.clone(),
+                parent: (!span.is_root()).then(|| span.parent_span_id.clone()),
+                line: line(&name, &span.kind, &status, keys, |k| span.attr(k)),
+            }
+        })
+        .collect();
+    render_tree(&nodes)
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
