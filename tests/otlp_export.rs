@@ -21,7 +21,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::otlp::service::{builder, collector, force_flush, shutdown, Env, Service};
-use support::otlp::{ReceivedSpan, Receiver, SpanKind, Transport, Value};
+use support::otlp::{one, ReceivedSpan, Receiver, SpanKind, Transport, Value};
 use support::servers::{Caller, Seen};
 use support::{otlp, servers};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -134,20 +134,6 @@ fn of_trace(receiver: &Receiver, trace_id: &str) -> Vec<ReceivedSpan> {
         .into_iter()
         .filter(|s| s.trace_id == trace_id)
         .collect()
-}
-
-fn one<'a>(spans: &'a [ReceivedSpan], name: &str, kind: SpanKind) -> &'a ReceivedSpan {
-    let found: Vec<_> = spans
-        .iter()
-        .filter(|s| s.name == name && s.kind == kind)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {kind:?} span named {name:?} among {:?}",
-        spans.iter().map(|s| (&s.name, s.kind)).collect::<Vec<_>>()
-    );
-    found[0]
 }
 
 /// The resource a span carries: the service name and the resource attributes from the

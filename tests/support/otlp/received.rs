@@ -192,6 +192,21 @@ impl ReceivedSpan {
     }
 }
 
+/// The one span among `spans` with this name and kind.
+pub fn one<'a>(spans: &'a [ReceivedSpan], name: &str, kind: SpanKind) -> &'a ReceivedSpan {
+    let found: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == name && s.kind == kind)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {kind:?} span named {name:?} among {:?}",
+        spans.iter().map(|s| (&s.name, s.kind)).collect::<Vec<_>>()
+    );
+    found[0]
+}
+
 /// The tree of `spans` for a snapshot (see [`crate::support::spans::render_tree`]): service,
 /// name, kind, status and the attributes named in `keys` of each span.
 pub fn tree(spans: &[ReceivedSpan], keys: &[&str]) -> String {
