@@ -9,32 +9,15 @@
     feature = "sdk"
 ))]
 
-mod mesh;
 mod support;
 
 use axum::http::StatusCode;
 use axum::Router;
-use mesh::{attr, spans_of, RelayClient};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, TraceId};
+use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::Value;
-use support::{one, serve, traced_client};
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-/// A port on 127.0.0.1 that nothing listens on.
-async fn closed_port() -> std::net::SocketAddr {
-    let (listener, addr) = support::listen().await;
-    drop(listener);
-    addr
-}
-
-/// Runs `call` inside a fresh root span; returns its output and the trace id.
-async fn in_root<F: std::future::Future>(call: F) -> (F::Output, TraceId) {
-    mesh::exporter();
-    let root = tracing::info_span!("caller");
-    let trace_id = root.context().span().span_context().trace_id();
-    (call.instrument(root).await, trace_id)
-}
+use support::relay::RelayClient;
+use support::servers::{closed_port, serve, traced_client};
+use support::spans::{attr, in_root, one, spans_of};
 
 fn is_error(status: &Status) -> bool {
     matches!(status, Status::Error { .. })

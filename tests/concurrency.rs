@@ -7,12 +7,12 @@
     feature = "sdk"
 ))]
 
-mod mesh;
 mod support;
 
-use mesh::{trace_id_of, Mesh};
 use meshtrace::server::MeshServerLayer;
 use std::collections::HashMap;
+use support::headers::trace_id_of;
+use support::mesh::Mesh;
 
 const REQUESTS: usize = 1000;
 

@@ -8,29 +8,24 @@
     feature = "sdk"
 ))]
 
-mod mesh;
 mod support;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use mesh::{attr, spans_of, Mesh, RelayClient};
 use meshtrace::mesh::deadline::{BudgetExhausted, Deadline, DeadlineExt, DeadlineSource};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 use opentelemetry::{Context, Value};
 use std::time::{Duration, Instant};
-use support::{one, serve, Caller, Seen};
+use support::mesh::Mesh;
+use support::relay::RelayClient;
+use support::servers::{serve, Caller, Seen};
+use support::spans::{attr, int, one, spans_of};
+use support::{servers, telemetry};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-fn int(v: Option<Value>) -> i64 {
-    match v {
-        Some(Value::I64(n)) => n,
-        other => panic!("expected an int attribute, got {other:?}"),
-    }
-}
 
 /// `GET /call/{sleep_ms}/{tag}`: waits, reports what `deadline::current()` says, then calls
 /// the back service; a call refused for lack of budget answers 504.
@@ -55,7 +50,7 @@ async fn call_after(
 }
 
 async fn front(seen: &Seen) -> (String, String) {
-    let back = serve(support::recording_back(seen.clone()).layer(MeshServerLayer::new())).await;
+    let back = serve(servers::recording_back(seen.clone()).layer(MeshServerLayer::new())).await;
     let back = format!("http://{back}");
     let app = Router::new()
         .route("/call/{sleep_ms}/{tag}", get(call_after))
@@ -66,7 +61,7 @@ async fn front(seen: &Seen) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_timeout_caps_the_calls_made_while_handling() {
-    mesh::exporter();
+    telemetry::exporter();
     let seen = Seen::default();
     let (front, _) = front(&seen).await;
     let trace = "5a1f0000000000000000000000000001";
@@ -101,7 +96,7 @@ async fn envoy_timeout_caps_the_calls_made_while_handling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_with_no_budget_left_is_not_sent() {
-    mesh::exporter();
+    telemetry::exporter();
     let seen = Seen::default();
     let (front, _) = front(&seen).await;
     let trace = "5a1f0000000000000000000000000002";
@@ -130,7 +125,7 @@ async fn a_call_with_no_budget_left_is_not_sent() {
 /// Runs `f` inside a root span whose context carries a deadline `budget` from now, as the
 /// server layer would have set it; returns its output and the trace id.
 async fn with_deadline<F: std::future::Future>(budget: Duration, f: F) -> (F::Output, TraceId) {
-    mesh::exporter();
+    telemetry::exporter();
     let deadline = Deadline::new(Instant::now() + budget, DeadlineSource::GrpcTimeout);
     let root = {
         let _attached = Context::current().with_deadline(deadline).attach();

@@ -8,14 +8,15 @@
     feature = "sdk"
 ))]
 
-mod mesh;
 mod support;
 
-use mesh::{assert_chain, attr, span_id_of, spans_of, trace_id_of, Mesh};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use opentelemetry::Value;
-use support::one;
+use support::headers::{span_id_of, trace_id_of};
+use support::mesh::Mesh;
+use support::relay::RelayClient;
+use support::spans::{assert_chain, attr, one, s, spans_of, tree};
 
 const REQUEST_ID: &str = "5b1f1a0e-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
 const OT_SPAN_CONTEXT: &str = "opaque/lightstep;ctx=Zm9vYmFy";
@@ -35,6 +36,21 @@ const CHAIN: [(&str, SpanKind); 8] = [
     ("forward", INTERNAL),
     ("GET", CLIENT),
     ("GET /back/{id}", SERVER),
+];
+
+/// The attributes the snapshots of the span tree show: none with a port, an id or a time.
+const TREE_KEYS: &[&str] = &[
+    "http.request.method",
+    "http.route",
+    "url.path",
+    "http.response.status_code",
+    "error.type",
+    "network.protocol.version",
+    "rpc.system",
+    "rpc.service",
+    "rpc.method",
+    "rpc.grpc.status_code",
+    "path",
 ];
 
 /// Checks the chain; spans with the same name (the gRPC client and server) are told apart
@@ -57,10 +73,6 @@ fn assert_full_chain(spans: &[opentelemetry_sdk::trace::SpanData]) {
             w[1]
         );
     }
-}
-
-fn s(v: &str) -> Value {
-    Value::from(v.to_owned())
 }
 
 fn header_attr(values: &[&str]) -> Value {
@@ -98,6 +110,7 @@ async fn envoy_b3_request_makes_one_unbroken_trace() {
     let trace_id = TraceId::from_hex(trace_id).unwrap();
     let spans = spans_of(trace_id, CHAIN.len()).await;
     assert_full_chain(&spans);
+    insta::assert_snapshot!("envoy_b3_trace", tree(&spans, TREE_KEYS));
 
     // The front server span's parent is Envoy's span.
     let front = one(&spans, "GET /front/{id}", SERVER);
@@ -202,6 +215,7 @@ async fn traceparent_alone_is_continued() {
     let trace_id = trace_id_of(incoming);
     let spans = spans_of(trace_id, CHAIN.len()).await;
     assert_full_chain(&spans);
+    insta::assert_snapshot!("traceparent_trace", tree(&spans, TREE_KEYS));
     let front = one(&spans, "GET /front/{id}", SERVER);
     assert_eq!(front.parent_span_id, span_id_of(incoming));
 
@@ -240,6 +254,7 @@ async fn nothing_coming_in_starts_a_new_trace_with_a_generated_request_id() {
     let trace_id = trace_id_of(traceparent);
     let spans = spans_of(trace_id, CHAIN.len()).await;
     assert_full_chain(&spans);
+    insta::assert_snapshot!("new_trace", tree(&spans, TREE_KEYS));
     let front = one(&spans, "GET /front/{id}", SERVER);
     assert_eq!(
         front.parent_span_id,
@@ -271,6 +286,7 @@ async fn grpc_error_marks_client_and_server_spans() {
         .unwrap();
     assert_eq!(res.status(), 502);
     let spans = spans_of(TraceId::from_hex(trace_id).unwrap(), 6).await;
+    insta::assert_snapshot!("grpc_error_trace", tree(&spans, TREE_KEYS));
     let client = one(&spans, "meshtrace.test.Relay/Forward", CLIENT);
     let server = one(&spans, "meshtrace.test.Relay/Forward", SERVER);
     for s in [client, server] {
@@ -302,6 +318,7 @@ async fn http_503_marks_client_and_server_spans() {
         .unwrap();
     assert_eq!(res.status(), 502);
     let spans = spans_of(TraceId::from_hex(trace_id).unwrap(), CHAIN.len()).await;
+    insta::assert_snapshot!("http_503_trace", tree(&spans, TREE_KEYS));
     let client = one(&spans, "GET", CLIENT);
     let back = one(&spans, "GET /back/{id}", SERVER);
     for sp in [client, back] {
@@ -319,7 +336,7 @@ async fn http_503_marks_client_and_server_spans() {
 async fn server_streaming_span_ends_after_the_last_message() {
     use tracing::Instrument;
     let mesh = Mesh::start(MeshServerLayer::new()).await;
-    let mut client = mesh::RelayClient::new(mesh.relay);
+    let mut client = RelayClient::new(mesh.relay);
     let root = tracing::info_span!("streaming-test");
     let (trace_id, last_received) = async {
         use opentelemetry::trace::TraceContextExt;

@@ -4,11 +4,11 @@
 //! continued, B3 is not read, and only `traceparent`/`tracestate` go out — no B3 headers and
 //! no pass-through.
 //!
-//! This binary has a setup of its own (the OpenTelemetry layer and an in-memory exporter),
-//! not `mesh::exporter()`, which would register the Istio propagator.
+//! This binary has a setup of its own, `telemetry::foreign_exporter()` (the OpenTelemetry
+//! layer and an in-memory exporter), not `telemetry::exporter()`, which would register the
+//! Istio propagator.
 #![cfg(all(feature = "axum", feature = "reqwest", feature = "tonic"))]
 
-mod common;
 mod support;
 
 use axum::extract::{Path, State};
@@ -18,40 +18,17 @@ use axum::Router;
 use meshtrace::client::tonic::MeshClientInterceptor;
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use support::{one, seen_for, Caller, Seen};
+use support::servers::{seen_for, Caller, Seen};
+use support::spans::one;
+use support::{headers, servers, spans, telemetry};
 use tonic::service::Interceptor;
-
-/// Installs, once, the OpenTelemetry layer with an in-memory exporter, and registers the
-/// W3C trace-context propagator as opentelemetry's global propagator.
-fn exporter() -> &'static InMemorySpanExporter {
-    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
-    EXPORTER.get_or_init(|| {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        support::set_global_otel_subscriber(&provider, "foreign-tests");
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
-        assert!(meshtrace::global_propagator().is_none());
-        exporter
-    })
-}
-
-/// The finished spans of one trace, waiting (bounded) until there are at least `want`.
-async fn spans_of(trace_id: TraceId, want: usize) -> Vec<SpanData> {
-    support::wait_for_spans(exporter(), trace_id, want).await
-}
 
 /// Headers no W3C-only propagator writes: all the Istio preset's but `traceparent` and
 /// `tracestate` (B3, baggage, pass-through).
 fn not_w3c() -> Vec<&'static str> {
-    let mut names = common::trace_headers();
-    names.retain(|n| !common::W3C_HEADERS.contains(n));
+    let mut names = headers::trace_headers();
+    names.retain(|n| !headers::W3C_HEADERS.contains(n));
     names
 }
 
@@ -77,13 +54,13 @@ async fn front_handler(State(c): State<Caller>, Path(tag): Path<String>) -> (Sta
 
 /// A recording back service and a front service (`MeshServerLayer`, reqwest `MeshClientMiddleware`).
 async fn start() -> (SocketAddr, Seen) {
-    exporter();
-    let (back, seen) = support::start_back().await;
+    telemetry::foreign_exporter();
+    let (back, seen) = servers::start_back().await;
     let front_app = Router::new()
         .route("/front/{tag}", get(front_handler))
         .with_state(Caller::new(back))
         .layer(MeshServerLayer::new());
-    (support::serve(front_app).await, seen)
+    (servers::serve(front_app).await, seen)
 }
 
 fn traceparent_of(h: &HeaderMap) -> (TraceId, SpanId, String) {
@@ -136,7 +113,7 @@ async fn foreign_propagator_continues_traceparent_ignores_b3_injects_only_w3c() 
     assert_eq!(res.text().await.unwrap(), "traceparent,tracestate");
 
     let trace_id = TraceId::from_hex(trace).unwrap();
-    let spans = spans_of(trace_id, 2).await;
+    let spans = spans::wait_for_spans(telemetry::foreign_exporter(), trace_id, 2).await;
     let server = one(&spans, "GET /front/{tag}", SpanKind::Server);
     let client = one(&spans, "GET", SpanKind::Client);
     // The incoming traceparent is the parent; B3 was never read, so nothing links to it.
@@ -148,9 +125,13 @@ async fn foreign_propagator_continues_traceparent_ignores_b3_injects_only_w3c() 
         server.links.links
     );
     assert_eq!(client.parent_span_id, server.span_context.span_id());
-    assert!(spans_of(TraceId::from_hex(b3_trace).unwrap(), 0)
-        .await
-        .is_empty());
+    assert!(spans::wait_for_spans(
+        telemetry::foreign_exporter(),
+        TraceId::from_hex(b3_trace).unwrap(),
+        0
+    )
+    .await
+    .is_empty());
 
     let h = seen_for(&seen, "w3c-and-b3");
     let (out_trace, out_span, flags) = traceparent_of(&h);
@@ -188,7 +169,7 @@ async fn foreign_propagator_starts_a_new_trace_when_only_b3_came_in() {
     assert_only_w3c(&h);
     assert!(h.get("tracestate").is_none_or(|v| v.is_empty()));
 
-    let spans = spans_of(out_trace, 2).await;
+    let spans = spans::wait_for_spans(telemetry::foreign_exporter(), out_trace, 2).await;
     let server = one(&spans, "GET /front/{tag}", SpanKind::Server);
     let client = one(&spans, "GET", SpanKind::Client);
     assert_eq!(server.parent_span_id, SpanId::INVALID, "a new root");

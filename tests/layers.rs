@@ -4,7 +4,7 @@
 //! context leaking between concurrent requests, and a property test of a whole hop
 //! (server layer in, interceptor out) over arbitrary header bytes.
 //!
-//! Servers and clients run on 127.0.0.1; spans go to the in-memory exporter of `mesh`
+//! Servers and clients run on 127.0.0.1; spans go to the in-memory exporter of `support::telemetry`
 //! (OpenTelemetry layer installed, `MeshPropagator::istio()` registered globally).
 #![cfg(all(
     feature = "axum",
@@ -13,15 +13,12 @@
     feature = "sdk"
 ))]
 
-mod common;
-mod mesh;
 mod support;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use mesh::{attr, span_id_of, spans_of, trace_id_of};
 use meshtrace::client::reqwest::RequestBuilderExt;
 use meshtrace::client::tonic::MeshClientInterceptor;
 use meshtrace::client::{DisablePropagation, SpanName};
@@ -34,7 +31,10 @@ use reqwest_middleware::RequestBuilder;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use support::{one, seen_for, serve, start_back, wait_for_partner, Caller};
+use support::headers::{header, span_id_of, trace_id_of};
+use support::servers::{seen_for, serve, start_back, wait_for_partner, Caller};
+use support::spans::{attr, one, s, spans_of};
+use support::{headers, spans, telemetry};
 use tonic::service::Interceptor;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -43,17 +43,6 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name)
-        .unwrap_or_else(|| panic!("{name} missing from {h:?}"))
-        .to_str()
-        .expect("text")
-}
-
-fn s(v: &str) -> Value {
-    Value::from(v.to_owned())
-}
-
 /// The trace id of the current span, as a handler sees it.
 fn current_trace_id() -> TraceId {
     Span::current().context().span().span_context().trace_id()
@@ -61,7 +50,7 @@ fn current_trace_id() -> TraceId {
 
 /// Finished spans of `trace_id`, right now (no waiting).
 fn finished_now(trace_id: TraceId) -> Vec<SpanData> {
-    support::finished_spans(mesh::exporter(), trace_id)
+    spans::finished_spans(telemetry::exporter(), trace_id)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -70,7 +59,7 @@ fn finished_now(trace_id: TraceId) -> Vec<SpanData> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_requests_get_no_span_and_no_extraction() {
-    mesh::exporter();
+    telemetry::exporter();
     // Each handler answers with the trace id it runs in.
     let handler = || async { current_trace_id().to_string() };
     let app = Router::new()
@@ -129,7 +118,7 @@ async fn filtered_requests_get_no_span_and_no_extraction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_request_id_only_when_missing_and_only_when_asked() {
-    mesh::exporter();
+    telemetry::exporter();
     // The handler answers with the x-request-id it sees, or `-` for none.
     let handler = |headers: HeaderMap| async move {
         headers
@@ -201,7 +190,7 @@ async fn call_named(State(c): State<Caller>) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_call_options_disable_propagation_and_name_the_span() {
-    mesh::exporter();
+    telemetry::exporter();
     let (back, seen) = start_back().await;
     let app = Router::new()
         .route("/disabled", get(call_disabled))
@@ -232,7 +221,7 @@ async fn per_call_options_disable_propagation_and_name_the_span() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let h = seen_for(&seen, "disabled");
-    for name in common::trace_headers() {
+    for name in headers::trace_headers() {
         assert!(
             h.get(name).is_none(),
             "DisablePropagation still sent {name}: {:?}",
@@ -292,7 +281,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_reqwest_send_traced_makes_a_client_span() {
-    mesh::exporter();
+    telemetry::exporter();
     let (back, seen) = start_back().await;
     let root = tracing::info_span!("plain-reqwest-root");
     let (trace_id, root_id) = send_in(root, || {
@@ -325,7 +314,7 @@ async fn plain_reqwest_send_traced_makes_a_client_span() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_reqwest_inject_context_names_the_current_span() {
-    mesh::exporter();
+    telemetry::exporter();
     let (back, seen) = start_back().await;
     let root = tracing::info_span!("inject-context-root");
     let (trace_id, root_id) = send_in(root, || {
@@ -383,7 +372,7 @@ fn grpc_request() -> tonic::Request<()> {
 
 #[test]
 fn interceptor_injects_the_current_span_and_pass_through() {
-    mesh::exporter();
+    telemetry::exporter();
     let span = span_with_istio_parent();
     let _entered = span.enter();
     let current = Span::current().context().span().span_context().clone();
@@ -415,7 +404,7 @@ fn interceptor_injects_the_current_span_and_pass_through() {
 
 #[test]
 fn interceptor_with_disable_propagation_adds_nothing() {
-    mesh::exporter();
+    telemetry::exporter();
     let span = span_with_istio_parent();
     let _entered = span.enter();
     let mut req = grpc_request();
@@ -455,7 +444,7 @@ fn link_ids(span: &SpanData) -> Vec<(String, String, Option<Value>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_span_links_to_losing_contexts() {
-    mesh::exporter();
+    telemetry::exporter();
     let app = Router::new()
         .route("/linked", get(|| async { "ok" }))
         .layer(MeshServerLayer::new());
@@ -596,7 +585,7 @@ async fn together(State(t): State<Together>, Path(tag): Path<String>) -> (Status
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_keep_their_own_context() {
-    mesh::exporter();
+    telemetry::exporter();
     let (back, seen) = start_back().await;
     let app = Router::new()
         .route("/together/{tag}", get(together))
@@ -685,8 +674,8 @@ mod hop {
 
     fn name() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
-            6 => prop::sample::select(common::trace_headers()).prop_map(|n| n.as_bytes().to_vec()),
-            1 => (prop::sample::select(common::trace_headers()), any::<u64>()).prop_map(|(n, seed)| {
+            6 => prop::sample::select(headers::trace_headers()).prop_map(|n| n.as_bytes().to_vec()),
+            1 => (prop::sample::select(headers::trace_headers()), any::<u64>()).prop_map(|(n, seed)| {
                 n.bytes()
                     .enumerate()
                     .map(|(i, b)| if seed >> (i % 64) & 1 == 1 { b.to_ascii_uppercase() } else { b })
@@ -787,7 +776,7 @@ mod hop {
 
         #[test]
         fn any_headers_through_a_hop(pairs in prop::collection::vec((name(), value()), 0..12)) {
-            mesh::exporter();
+            telemetry::exporter();
             let mut headers = http::HeaderMap::new();
             for (n, v) in &pairs {
                 // Skip what http itself refuses (CR, LF, NUL, other controls in values; bad names).
@@ -812,7 +801,7 @@ mod hop {
                 );
             }
             // Pass-through values go out byte-for-byte as one of the values received.
-            for name in common::PASS_THROUGH_HEADERS {
+            for name in headers::PASS_THROUGH_HEADERS {
                 let received: Vec<&[u8]> =
                     headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
                 for v in out.headers.get_all(name) {

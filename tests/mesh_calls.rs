@@ -1,4 +1,4 @@
-//! meshtrace's calls through sidecars (the stand-in of `tests/sidecar`), real servers on
+//! meshtrace's calls through sidecars (the stand-in of `tests/support/sidecar`), real servers on
 //! 127.0.0.1:
 //!
 //! 1. A three-hop chain whose deadline budget shrinks hop by hop, and runs out at the second
@@ -14,208 +14,36 @@
     feature = "sdk"
 ))]
 
-mod mesh;
-mod sidecar;
 mod support;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use futures_util::future::BoxFuture;
-use mesh::{attr, spans_of, ForwardReply, ForwardRequest, FORWARD};
 use meshtrace::client::reqwest::ResponseExt;
-use meshtrace::client::tonic::{mesh_endpoint, origin, MeshClient, MeshClientLayer};
+use meshtrace::client::tonic::{mesh_endpoint, origin};
 use meshtrace::mesh::deadline::{BudgetExhausted, DeadlineSource};
 use meshtrace::mesh::envoy::{EnvoyReply, MeshError, Origin};
 use meshtrace::server::MeshServerLayer;
-use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
+use opentelemetry::trace::{SpanKind, TraceId};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
-use sidecar::{AttemptOutcome, IdleClose, LocalReply, Sidecar, SidecarConfig, REFUSED_REASON};
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::one;
+use support::relay::{
+    endpoint_of, forward, grpc_client, serve_grpc, ForwardReply, ForwardRequest, GrpcClient,
+    FAIL_STREAM,
+};
+use support::sidecar::{
+    ms, AttemptOutcome, IdleClose, LocalReply, Sidecar, SidecarConfig, REFUSED_REASON,
+};
+use support::spans::{attr, in_root, int, one, spans_of};
+use support::{relay, servers, sidecar, telemetry};
 use tokio::sync::mpsc;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic_prost::ProstCodec;
-use tower::ServiceBuilder;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn int(v: Option<Value>) -> i64 {
-    match v {
-        Some(Value::I64(n)) => n,
-        other => panic!("expected an int attribute, got {other:?}"),
-    }
-}
-
-/// Runs `f` in a root span of its own; returns its output and the trace id.
-async fn traced<F: Future>(f: F) -> (F::Output, TraceId) {
-    mesh::exporter();
-    let root = tracing::info_span!(parent: None, "case");
-    let trace_id = root.context().span().span_context().trace_id();
-    (f.instrument(root).await, trace_id)
-}
-
-// ---------------------------------------------------------------- a gRPC test service
-
-/// `Relay/FailStream`: one `ForwardReply { body: "first" }`, then UNAVAILABLE with the
-/// request's `path` as message, in the trailers (a stream that fails after its headers).
-const FAIL_STREAM: &str = "/meshtrace.test.Relay/FailStream";
-
-type Handler =
-    Arc<dyn Fn(String) -> BoxFuture<'static, Result<ForwardReply, tonic::Status>> + Send + Sync>;
-
-/// A gRPC service named like the relay of `tests/mesh` whose `Forward` runs `handler` on the
-/// request's `path`, and whose `FailStream` fails mid-stream.
-#[derive(Clone)]
-struct TestRelay {
-    handler: Handler,
-}
-
-fn relay<F, Fut>(handler: F) -> TestRelay
-where
-    F: Fn(String) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<ForwardReply, tonic::Status>> + Send + 'static,
-{
-    TestRelay {
-        handler: Arc::new(move |path| Box::pin(handler(path))),
-    }
-}
-
-struct ForwardSvc(Handler);
-
-impl tonic::server::UnaryService<ForwardRequest> for ForwardSvc {
-    type Response = ForwardReply;
-    type Future = BoxFuture<'static, Result<tonic::Response<ForwardReply>, tonic::Status>>;
-
-    fn call(&mut self, req: tonic::Request<ForwardRequest>) -> Self::Future {
-        let reply = (self.0)(req.into_inner().path);
-        Box::pin(async move { reply.await.map(tonic::Response::new) })
-    }
-}
-
-type BoxStream<T> = std::pin::Pin<Box<dyn futures_util::Stream<Item = T> + Send>>;
-
-struct FailStreamSvc;
-
-impl tonic::server::ServerStreamingService<ForwardRequest> for FailStreamSvc {
-    type Response = ForwardReply;
-    type ResponseStream = BoxStream<Result<ForwardReply, tonic::Status>>;
-    type Future = BoxFuture<'static, Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
-
-    fn call(&mut self, req: tonic::Request<ForwardRequest>) -> Self::Future {
-        let message = req.into_inner().path;
-        let items = vec![
-            Ok(ForwardReply {
-                body: "first".into(),
-            }),
-            Err(tonic::Status::unavailable(message)),
-        ];
-        Box::pin(async move {
-            Ok(tonic::Response::new(
-                Box::pin(futures_util::stream::iter(items)) as Self::ResponseStream,
-            ))
-        })
-    }
-}
-
-impl tower::Service<http::Request<tonic::body::Body>> for TestRelay {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let handler = self.handler.clone();
-        match req.uri().path() {
-            FORWARD => Box::pin(async move {
-                let mut grpc =
-                    tonic::server::Grpc::new(ProstCodec::<ForwardReply, ForwardRequest>::default());
-                Ok(grpc.unary(ForwardSvc(handler), req).await)
-            }),
-            FAIL_STREAM => Box::pin(async move {
-                let mut grpc =
-                    tonic::server::Grpc::new(ProstCodec::<ForwardReply, ForwardRequest>::default());
-                Ok(grpc.server_streaming(FailStreamSvc, req).await)
-            }),
-            _ => Box::pin(
-                async move { Ok(tonic::Status::unimplemented("no such method").into_http()) },
-            ),
-        }
-    }
-}
-
-impl tonic::server::NamedService for TestRelay {
-    const NAME: &'static str = "meshtrace.test.Relay";
-}
-
-/// Serves `svc` with tonic's server and `MeshServerLayer` on a free port; returns its address.
-async fn serve_grpc(svc: TestRelay) -> SocketAddr {
-    let (listener, addr) = support::listen().await;
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .layer(MeshServerLayer::new())
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-    });
-    addr
-}
-
-type GrpcClient = tonic::client::Grpc<MeshClient<Channel>>;
-
-/// A gRPC client on `endpoint` (connected lazily) through `MeshClientLayer` with `margin`.
-fn grpc_client(endpoint: Endpoint, margin: Duration) -> GrpcClient {
-    let layer = MeshClientLayer::new()
-        .server_uri(endpoint.uri())
-        .deadline_margin(margin);
-    let channel = endpoint.connect_lazy();
-    tonic::client::Grpc::new(ServiceBuilder::new().layer(layer).service(channel))
-}
-
-fn endpoint_of(addr: SocketAddr) -> Endpoint {
-    Endpoint::from_shared(format!("http://{addr}")).expect("uri")
-}
-
-/// `Relay/Forward` with `path`, with a `grpc-timeout` of `timeout` if given.
-async fn forward(
-    client: &mut GrpcClient,
-    path: &str,
-    timeout: Option<Duration>,
-) -> Result<ForwardReply, tonic::Status> {
-    client
-        .ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut req = tonic::Request::new(ForwardRequest { path: path.into() });
-    if let Some(timeout) = timeout {
-        req.set_timeout(timeout);
-    }
-    let res = client
-        .unary(
-            req,
-            PathAndQuery::from_static(FORWARD),
-            ProstCodec::default(),
-        )
-        .await?;
-    Ok(res.into_inner())
-}
 
 fn budget_exhausted(status: &tonic::Status) -> Option<BudgetExhausted> {
     std::error::Error::source(status)
@@ -279,13 +107,13 @@ async fn hop1(State(mut hop2): State<GrpcClient>, Path(work2): Path<u64>) -> (St
 
 impl Chain {
     async fn start() -> Chain {
-        mesh::exporter();
+        telemetry::exporter();
         let grpc_sidecar = || SidecarConfig {
             max_grpc_timeout: Some(Duration::ZERO),
             ..SidecarConfig::istio()
         };
 
-        let service3 = serve_grpc(relay(|_| async {
+        let service3 = serve_grpc(relay::relay(|_| async {
             Ok(ForwardReply {
                 body: "three".into(),
             })
@@ -299,7 +127,7 @@ impl Chain {
         // `hop3_calls`.
         let (report, hop3_calls) = mpsc::unbounded_channel();
         let hop3 = grpc_client(endpoint_of(c.addr()), ms(MARGIN_2));
-        let service2 = serve_grpc(relay(move |path| {
+        let service2 = serve_grpc(relay::relay(move |path| {
             let mut hop3 = hop3.clone();
             let report = report.clone();
             async move {
@@ -334,7 +162,7 @@ impl Chain {
             .route("/hop1/{work2}", get(hop1))
             .with_state(grpc_client(endpoint_of(b.addr()), ms(MARGIN_1)))
             .layer(MeshServerLayer::new());
-        let service1 = support::serve(app).await;
+        let service1 = servers::serve(app).await;
         let a = Sidecar::start(
             service1,
             SidecarConfig::istio().with_route_timeout(ms(ROUTE_A)),
@@ -592,7 +420,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A server answering every `Forward` at once.
 async fn echo() -> SocketAddr {
-    serve_grpc(relay(|path| async move { Ok(ForwardReply { body: path }) })).await
+    serve_grpc(relay::relay(|path| async move {
+        Ok(ForwardReply { body: path })
+    }))
+    .await
 }
 
 /// [`mesh_endpoint`]'s preset with its keepalive times scaled down for the test: the preset
@@ -623,7 +454,7 @@ async fn calls_across_idle_gaps(
     close: IdleClose,
     endpoint: impl FnOnce(SocketAddr) -> Endpoint,
 ) -> (Vec<CallOutcome>, Sidecar) {
-    mesh::exporter();
+    telemetry::exporter();
     let sidecar = Sidecar::start(
         echo().await,
         SidecarConfig::default().with_idle(IDLE, close),
@@ -799,7 +630,7 @@ async fn http_app() -> SocketAddr {
                 "late"
             }),
         );
-    support::serve(app).await
+    servers::serve(app).await
 }
 
 /// The client span of one traced call, with its reply attributes.
@@ -817,8 +648,8 @@ fn reply_attrs(span: &SpanData) -> (Option<Value>, Option<Value>) {
 
 /// A plain HTTP call through `MeshClientMiddleware` to `url`: the response, its body, and the span.
 async fn http_call(url: String) -> (reqwest::Response, SpanData) {
-    let client = support::traced_client();
-    let (res, trace) = traced(client.get(url).send()).await;
+    let client = servers::traced_client();
+    let (res, trace) = in_root(client.get(url).send()).await;
     let res = res.expect("an HTTP answer");
     (res, client_span(trace, "GET").await)
 }
@@ -869,7 +700,7 @@ async fn envoy_replies_over_http_are_classified() {
 async fn the_sidecars_own_failures_over_http_are_classified() {
     // Not injected: a refused upstream connection and a route timeout.
     let dead = {
-        let (listener, addr) = support::listen().await;
+        let (listener, addr) = servers::listen().await;
         drop(listener);
         addr
     };
@@ -909,7 +740,7 @@ async fn the_sidecars_own_failures_over_http_are_classified() {
 /// A gRPC app: `Forward` answers its `path`, except `/unavailable` (its own UNAVAILABLE `no
 /// capacity`), `/mimic` (its own UNAVAILABLE with Envoy's text) and `/hang` (never answers).
 async fn grpc_app() -> SocketAddr {
-    serve_grpc(relay(|path| async move {
+    serve_grpc(relay::relay(|path| async move {
         match path.as_str() {
             "/unavailable" => Err(tonic::Status::unavailable("no capacity")),
             "/mimic" => Err(tonic::Status::unavailable("no healthy upstream")),
@@ -928,7 +759,7 @@ const FORWARD_SPAN: &str = "meshtrace.test.Relay/Forward";
 /// A unary call through `MeshClientLayer` to `addr`: the failure, and the client span.
 async fn grpc_failure(addr: SocketAddr, path: &str) -> (tonic::Status, SpanData) {
     let mut client = grpc_client(endpoint_of(addr), ms(5));
-    let (result, trace) = traced(forward(&mut client, path, None)).await;
+    let (result, trace) = in_root(forward(&mut client, path, None)).await;
     let status = result.expect_err("a failed call");
     (status, client_span(trace, FORWARD_SPAN).await)
 }
@@ -970,7 +801,7 @@ async fn envoy_replies_over_grpc_are_classified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecars_own_failures_over_grpc_are_classified() {
     let dead = {
-        let (listener, addr) = support::listen().await;
+        let (listener, addr) = servers::listen().await;
         drop(listener);
         addr
     };
@@ -1035,7 +866,7 @@ async fn an_upstream_status_in_stream_trailers_is_the_upstreams() {
     let mut seen = Vec::new();
     for message in ["no capacity", "no healthy upstream"] {
         let mut client = grpc_client(endpoint_of(sidecar.addr()), ms(5));
-        let (outcome, trace) = traced(async {
+        let (outcome, trace) = in_root(async {
             client.ready().await.expect("ready");
             let res = client
                 .server_streaming(
@@ -1093,7 +924,7 @@ async fn a_call_whose_time_runs_out_is_deadline_exceeded() {
     let mut client = grpc_client(endpoint_of(sidecar.addr()), ms(5));
     let mut seen = Vec::new();
     for _ in 0..5 {
-        let (result, trace) = traced(forward(&mut client, "/hang", Some(ms(50)))).await;
+        let (result, trace) = in_root(forward(&mut client, "/hang", Some(ms(50)))).await;
         let status = result.expect_err("the upstream never answers");
         let span = client_span(trace, FORWARD_SPAN).await;
         seen.push((

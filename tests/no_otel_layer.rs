@@ -14,7 +14,6 @@
 //!   checks that the span really has an OpenTelemetry context.)
 #![cfg(all(feature = "axum", feature = "reqwest"))]
 
-mod common;
 mod support;
 
 use axum::extract::{Path, State};
@@ -25,7 +24,8 @@ use meshtrace::server::MeshServerLayer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use support::{Caller, Seen};
+use support::servers::{Caller, Seen};
+use support::{headers, servers, telemetry};
 use tracing::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,21 +74,15 @@ fn dispatch(setup: Setup) -> tracing::Dispatch {
 
 /// Runs `test(setup)` on a two-worker runtime with `setup` as the subscriber of every thread.
 fn run<F: Future<Output = ()>>(setup: Setup, test: impl FnOnce(Setup) -> F) {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.worker_threads(2).enable_all();
     let dispatch = dispatch(setup);
-    let _guard = match setup {
-        Setup::NoSubscriber => None,
-        Setup::PlainRegistry | Setup::OtelLayerFiltersMeshtraceOut => {
-            let for_threads = dispatch.clone();
-            builder.on_thread_start(move || {
-                // Kept for the thread's lifetime.
-                std::mem::forget(tracing::dispatcher::set_default(&for_threads));
-            });
-            Some(tracing::dispatcher::set_default(&dispatch))
-        }
+    let (runtime, _guard) = match setup {
+        Setup::NoSubscriber => (telemetry::runtime("setup", 2, None), None),
+        Setup::PlainRegistry | Setup::OtelLayerFiltersMeshtraceOut => (
+            telemetry::runtime("setup", 2, Some(&dispatch)),
+            Some(tracing::dispatcher::set_default(&dispatch)),
+        ),
     };
-    builder.build().expect("runtime").block_on(test(setup));
+    runtime.block_on(test(setup));
 }
 
 #[derive(Clone)]
@@ -109,7 +103,7 @@ async fn front_handler(State(f): State<Front>, Path(tag): Path<String>) -> (Stat
 
 /// Like `front_handler`, after waiting (bounded) until another request is in here too.
 async fn together_handler(State(f): State<Front>, Path(tag): Path<String>) -> (StatusCode, String) {
-    if let Err(answer) = support::wait_for_partner(&f.barrier).await {
+    if let Err(answer) = servers::wait_for_partner(&f.barrier).await {
         return answer;
     }
     front_handler(State(f), Path(tag)).await
@@ -124,7 +118,7 @@ impl Services {
     /// A recording back service, and a front one with `MeshServerLayer` that calls it
     /// through reqwest-middleware with `MeshClientMiddleware`.
     async fn start() -> Services {
-        let (back, seen) = support::start_back().await;
+        let (back, seen) = servers::start_back().await;
         let front_app = Router::new()
             .route("/front/{tag}", get(front_handler))
             .route("/together/{tag}", get(together_handler))
@@ -133,7 +127,7 @@ impl Services {
                 barrier: Arc::new(tokio::sync::Barrier::new(2)),
             })
             .layer(MeshServerLayer::new());
-        let front = support::serve(front_app).await;
+        let front = servers::serve(front_app).await;
         Services { front, seen }
     }
 
@@ -152,7 +146,7 @@ impl Services {
 
     /// The headers of the one back request tagged `tag`.
     fn seen(&self, tag: &str) -> HeaderMap {
-        support::seen_for(&self.seen, tag)
+        servers::seen_for(&self.seen, tag)
     }
 }
 
@@ -206,7 +200,7 @@ async fn incoming_headers_are_forwarded_unchanged(setup: Setup) {
     assert_in_span(setup, &answer);
     let h = svc.seen("envoy");
     assert!(
-        common::trace_headers().iter().any(|n| h.contains_key(*n)),
+        headers::trace_headers().iter().any(|n| h.contains_key(*n)),
         "{setup:?}: not one trace, baggage or pass-through header reached the next hop: {h:?}"
     );
     // No span was made here: the same trace and the same span go on.
@@ -289,7 +283,7 @@ async fn nothing_valid_in_means_no_trace_headers_out(setup: Setup) {
         let answer = svc.send("front", tag, headers).await;
         assert_in_span(setup, &answer);
         let h = svc.seen(tag);
-        for name in common::trace_headers() {
+        for name in headers::trace_headers() {
             assert!(
                 h.get(name).is_none(),
                 "{setup:?} {tag}: {name} sent with nothing valid to propagate: {:?}",

@@ -1,14 +1,13 @@
 //! What `meshtrace::export` sends to a collector: OTLP over gRPC and over HTTP/protobuf to a
-//! receiver on 127.0.0.1 (`tests/otlp`), configured the way a deployment configures it, through
-//! OpenTelemetry's environment variables. After one request through the layers and a flush,
+//! receiver on 127.0.0.1 (`tests/support/otlp`), configured the way a deployment configures it,
+//! through OpenTelemetry's environment variables. After one request through the layers and a flush,
 //! the receiver holds every span with the right resource, parents, kinds and attributes.
 //!
-//! Every setup but one is an instrumented service of `tests/otlp/service.rs`, with its telemetry
-//! from an explicit environment and used without installing it. The one global install this
-//! binary may do is `install_once_then_plain_tracing_spans_are_exported`.
+//! Every setup but one is an instrumented service of `tests/support/otlp/service.rs`, with its
+//! telemetry from an explicit environment and used without installing it. The one global install
+//! this binary may do is `install_once_then_plain_tracing_spans_are_exported`.
 #![cfg(all(feature = "otlp", feature = "axum", feature = "reqwest"))]
 
-mod otlp;
 mod support;
 
 use axum::extract::{Path, State};
@@ -19,17 +18,26 @@ use meshtrace::export::InitError;
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use otlp::service::{builder, collector, force_flush, shutdown, Env, Service};
-use otlp::{ReceivedSpan, Receiver, SpanKind, Transport, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::{Caller, Seen};
+use support::otlp::service::{builder, collector, force_flush, shutdown, Env, Service};
+use support::otlp::{one, ReceivedSpan, Receiver, SpanKind, Transport, Value};
+use support::servers::{Caller, Seen};
+use support::{otlp, servers};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const SERVICE: &str = "checkout";
 const RESOURCE_ATTRIBUTES: &str = "deployment.environment=test,team=payments";
 const API_KEY: &str = "secret";
 const REQUEST_ID: &str = "2f0c7d1e-8a3b-4c5d-9e6f-7a8b9c0d1e2f";
+/// The attributes the snapshot of the exported tree shows: none with a port, an id or a time.
+const TREE_KEYS: &[&str] = &[
+    "http.request.method",
+    "http.route",
+    "url.path",
+    "http.response.status_code",
+    "http.request.header.x-request-id",
+];
 /// How long a test waits for something that should happen at once.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -60,13 +68,13 @@ impl Mesh {
         Service::launch("mesh", builder(env), async {
             let seen = Seen::default();
             let back =
-                support::serve(support::recording_back(seen.clone()).layer(MeshServerLayer::new()))
+                servers::serve(servers::recording_back(seen.clone()).layer(MeshServerLayer::new()))
                     .await;
             let front_app = Router::new()
                 .route("/front/{id}", get(front))
                 .with_state(Caller::new(format!("http://{back}")))
                 .layer(MeshServerLayer::new());
-            let front = support::serve(front_app).await;
+            let front = servers::serve(front_app).await;
             Mesh { front, back, seen }
         })
     }
@@ -128,20 +136,6 @@ fn of_trace(receiver: &Receiver, trace_id: &str) -> Vec<ReceivedSpan> {
         .collect()
 }
 
-fn one<'a>(spans: &'a [ReceivedSpan], name: &str, kind: SpanKind) -> &'a ReceivedSpan {
-    let found: Vec<_> = spans
-        .iter()
-        .filter(|s| s.name == name && s.kind == kind)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {kind:?} span named {name:?} among {:?}",
-        spans.iter().map(|s| (&s.name, s.kind)).collect::<Vec<_>>()
-    );
-    found[0]
-}
-
 /// The resource a span carries: the service name and the resource attributes from the
 /// environment, and the SDK's own `telemetry.sdk.*`.
 fn assert_resource(span: &ReceivedSpan) {
@@ -201,6 +195,8 @@ fn export_through_the_layers(transport: Transport) {
     );
     // Nothing else was exported: no library's span joined the trace or made its own.
     assert_eq!(receiver.spans().len(), 3);
+    // The same tree over either transport.
+    insta::assert_snapshot!("exported_tree", otlp::tree(&spans, TREE_KEYS));
 
     let front = one(&spans, "GET /front/{id}", SpanKind::Server);
     let client = one(&spans, "GET", SpanKind::Client);
@@ -258,7 +254,7 @@ fn export_through_the_layers(transport: Transport) {
         Some(&Value::Int(i64::from(mesh.app.back.port())))
     );
     // The back service got the client span as its parent, in the headers it received.
-    let at_back = support::seen_for(&mesh.app.seen, "order-7");
+    let at_back = servers::seen_for(&mesh.app.seen, "order-7");
     assert_eq!(at_back["x-b3-traceid"], trace.as_str());
     assert_eq!(at_back["x-b3-spanid"], client.span_id.as_str());
     assert_eq!(at_back["x-request-id"], REQUEST_ID);
@@ -364,7 +360,7 @@ fn disabled_sdk_exports_nothing_and_still_propagates() {
     assert_eq!(receiver.requests(), 0, "{:?}", receiver.request_log());
 
     // No span was made, so the incoming trace went on as it came: same trace, same span.
-    let at_back = support::seen_for(&mesh.app.seen, "disabled");
+    let at_back = servers::seen_for(&mesh.app.seen, "disabled");
     assert_eq!(at_back["x-b3-traceid"], TRACE);
     assert_eq!(at_back["x-b3-spanid"], ENVOY_SPAN);
     assert_eq!(

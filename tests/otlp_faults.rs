@@ -6,10 +6,11 @@
 //! collector is back arrive, and the guard's shutdown returns within its timeout.
 //!
 //! The service: a front axum service behind `MeshServerLayer` that calls a plain back service
-//! through `MeshClientMiddleware` (two spans per request: the server span and the client span), with
-//! telemetry from `TelemetryBuilder::from_env_source` (an explicit map: the tests run in
+//! through `MeshClientMiddleware` (two spans per request: the server span and the client span),
+//! with telemetry from `TelemetryBuilder::from_env_source` (an explicit map: the tests run in
 //! parallel and never touch the process environment) exporting OTLP to the receiver of
-//! `tests/otlp`, which runs on a runtime of its own as a collector in another process would.
+//! `tests/support/otlp`, which runs on a runtime of its own as a collector in another process
+//! would.
 //!
 //! The batch processor keeps its defaults (queue 2048 spans, batch 512, 5 s delay), as a
 //! deployment that sets no `OTEL_BSP_*` has them, except where a test sets them to check they
@@ -20,7 +21,6 @@
 //! may be at most `max(3 × healthy median, healthy median + 5 ms)`.
 #![cfg(all(feature = "otlp", feature = "axum", feature = "reqwest"))]
 
-mod otlp;
 mod support;
 
 use axum::extract::{Path, State};
@@ -28,13 +28,14 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use meshtrace::server::MeshServerLayer;
-use otlp::service::{collector, collector_runtime, Env};
-use otlp::{Mode, Outcome, Receiver, SpanKind, Transport};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
-use support::Caller;
+use support::otlp::service::{collector, collector_runtime, Env};
+use support::otlp::{Mode, Outcome, Receiver, SpanKind, Transport};
+use support::servers::Caller;
+use support::{otlp, servers};
 use tokio::runtime::Runtime;
 
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`: one export, retries included, gives up after this.
@@ -110,13 +111,13 @@ impl Service {
         }
         Service::launch("service", telemetry, async {
             let back =
-                support::serve(Router::new().route("/back/{id}", get(|| async { "ok" }))).await;
+                servers::serve(Router::new().route("/back/{id}", get(|| async { "ok" }))).await;
             let front_app = Router::new()
                 .route("/front/{id}", get(front))
                 .with_state(Caller::new(format!("http://{back}")))
                 .layer(MeshServerLayer::new());
             Front {
-                addr: support::serve(front_app).await,
+                addr: servers::serve(front_app).await,
                 client: reqwest::Client::new(),
                 sent: 0,
             }

@@ -1,12 +1,12 @@
-//! Tests of the OTLP receiver fixture in `tests/otlp`, so that the tests built on it can trust
-//! what it reports: spans exported by opentelemetry-otlp over gRPC and over HTTP/protobuf
+//! Tests of the OTLP receiver fixture in `tests/support/otlp`, so that the tests built on it can
+//! trust what it reports: spans exported by opentelemetry-otlp over gRPC and over HTTP/protobuf
 //! arrive intact, and each fault mode does to an exporter what a failing collector would.
 //!
 //! The exporters run behind the SDK's batch processor, whose `force_flush` hands back the
 //! export's result (the simple processor only logs it). `force_flush` blocks, so it runs on
 //! the blocking pool: called on a runtime thread it would starve the tonic channel's tasks.
 
-mod otlp;
+mod support;
 
 use opentelemetry::trace::{
     Link, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
@@ -23,10 +23,11 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use otlp::{Mode, Outcome, ReceivedSpan, Receiver, SpanStatusCode, Transport, Value};
 use prost::Message;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use support::otlp;
+use support::otlp::{Mode, Outcome, ReceivedSpan, Receiver, SpanStatusCode, Transport, Value};
 
 const SERVICE: &str = "otlp-receiver-test";
 const SCOPE: &str = "otlp-receiver-test-scope";

@@ -7,6 +7,8 @@
 //! 4. baggage limits (SPECS.md §2): up to 64 members / 8192 bytes nothing is lost, beyond
 //!    that only whole members are dropped.
 
+mod support;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use meshtrace::{B3Encoding, Format, Formats, MeshContextExt, MeshPropagator};
 use opentelemetry::baggage::{Baggage, BaggageExt, BaggageMetadata};
@@ -16,8 +18,8 @@ use opentelemetry::{Context, Key, StringValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use proptest::prelude::*;
 use std::collections::HashMap;
-
-mod common;
+use support::propagation::{baggage_vec, tracestate_key};
+use support::{headers, propagation};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -43,10 +45,6 @@ fn propagators() -> Vec<MeshPropagator> {
             .build()
             .unwrap(),
     ]
-}
-
-fn baggage_vec(cx: &Context) -> Vec<(String, String, String)> {
-    common::baggage_entries(cx.baggage())
 }
 
 fn pass_through_of(cx: &Context) -> Vec<(String, Vec<u8>)> {
@@ -75,7 +73,7 @@ fn extractor_view(map: &HeaderMap) -> HeaderMap {
     for name in map.keys() {
         let mut values = map.get_all(name).iter();
         // The B3 headers both paths read as single-valued (the first line).
-        if common::B3_HEADERS.contains(&name.as_str()) {
+        if headers::B3_HEADERS.contains(&name.as_str()) {
             if let Some(first) = values.next().filter(|v| v.to_str().is_ok()) {
                 view.append(name.clone(), first.clone());
             }
@@ -149,9 +147,9 @@ fn name_from(s: &str) -> HeaderName {
 fn header_name() -> impl Strategy<Value = HeaderName> {
     prop_oneof![
         // The known names, mostly.
-        6 => prop::sample::select(common::trace_headers()).prop_map(HeaderName::from_static),
+        6 => prop::sample::select(headers::trace_headers()).prop_map(HeaderName::from_static),
         // Known names in other cases and near-misses.
-        1 => prop::sample::select(common::trace_headers())
+        1 => prop::sample::select(headers::trace_headers())
             .prop_flat_map(|n| (Just(n), any::<u64>()))
             .prop_map(|(n, seed)| {
                 let s: String = n
@@ -258,13 +256,6 @@ fn header_set() -> impl Strategy<Value = Vec<(HeaderName, HeaderValue)>> {
 // ---------------------------------------------------------------------------------------------
 // Strategies: valid contexts
 // ---------------------------------------------------------------------------------------------
-
-fn tracestate_key() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z0-9][a-z0-9_*/-]{0,20}",
-        "[a-z0-9][a-z0-9_*/-]{0,10}@[a-z0-9][a-z0-9_*/-]{0,12}",
-    ]
-}
 
 fn trace_state() -> impl Strategy<Value = TraceState> {
     // Values: printable ASCII without `,` and `=`, not ending in a space.
@@ -463,7 +454,7 @@ proptest! {
         p.inject_into_headers(&cx, &mut wire);
         let back = p.extract_from_headers_with_context(&Context::new(), &wire);
         prop_assert_eq!(back.span().span_context().clone(), expected.clone(), "HeaderMap path, wire {:?}", wire);
-        prop_assert_eq!(baggage_vec(&back), common::baggage_entries(&bag), "HeaderMap path, wire {:?}", wire);
+        prop_assert_eq!(baggage_vec(&back), propagation::baggage_entries(&bag), "HeaderMap path, wire {:?}", wire);
         prop_assert_eq!(pass_through_of(&back), pass_through_of(&cx0), "HeaderMap path, wire {:?}", wire);
 
         // Injector / Extractor path. An `Injector` holds one value per name, so this path is
@@ -474,7 +465,7 @@ proptest! {
         p.inject_context(&cx, &mut HeaderInjector(&mut wire));
         let back = p.extract_with_context(&Context::new(), &HeaderExtractor(&wire));
         prop_assert_eq!(back.span().span_context().clone(), expected.clone(), "Injector path, wire {:?}", wire);
-        prop_assert_eq!(baggage_vec(&back), common::baggage_entries(&bag), "Injector path, wire {:?}", wire);
+        prop_assert_eq!(baggage_vec(&back), propagation::baggage_entries(&bag), "Injector path, wire {:?}", wire);
         prop_assert_eq!(pass_through_of(&back), pass_through_of(&cx0), "Injector path, wire {:?}", wire);
     }
 
@@ -547,7 +538,7 @@ proptest! {
     fn baggage_inject_limits(members in limit_members()) {
         let p = MeshPropagator::istio();
         let b = build_baggage(&members);
-        let original = common::baggage_entries(&b);
+        let original = propagation::baggage_entries(&b);
         let cx = Context::new().with_baggage(b);
         let mut wire = HeaderMap::new();
         p.inject_into_headers(&cx, &mut wire);

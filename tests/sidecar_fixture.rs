@@ -1,10 +1,8 @@
-//! Tests of the sidecar fixture itself (`tests/sidecar`): that it adds Envoy's attempt and
+//! Tests of the sidecar fixture itself (`tests/support/sidecar`): that it adds Envoy's attempt and
 //! timeout headers, retries as configured, answers Envoy's local replies in their HTTP and
 //! gRPC forms, passes gRPC through with its trailers, and ends idle client connections the
 //! two ways it offers. The tests of meshtrace behind a sidecar rely on all of this.
 
-mod mesh;
-mod sidecar;
 mod support;
 
 use axum::extract::{Path, State};
@@ -15,19 +13,18 @@ use bytes::Bytes;
 use http::{Request, Version};
 use meshtrace::server::MeshServerLayer;
 use prost::Message;
-use sidecar::{
-    AttemptOutcome, IdleClose, LocalReply, Sidecar, SidecarConfig, CONNECT_ERROR_PREFIX,
-};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::mesh::Mesh;
+use support::relay::RelayClient;
+use support::sidecar::{
+    ms, AttemptOutcome, IdleClose, LocalReply, Sidecar, SidecarConfig, CONNECT_ERROR_PREFIX,
+};
+use support::{relay, servers, sidecar, telemetry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 // ---------------------------------------------------------------- an upstream app
 
@@ -49,7 +46,7 @@ async fn upstream() -> SocketAddr {
             StatusCode::NOT_FOUND
         })
         .with_state(flaky);
-    support::serve(app).await
+    servers::serve(app).await
 }
 
 async fn flaky_handler(State(hits): State<Arc<AtomicUsize>>) -> (StatusCode, &'static str) {
@@ -63,13 +60,6 @@ async fn flaky_handler(State(hits): State<Arc<AtomicUsize>>) -> (StatusCode, &'s
 async fn slow(Path(ms): Path<u64>) -> &'static str {
     tokio::time::sleep(Duration::from_millis(ms)).await;
     "slow ok"
-}
-
-/// An address nothing listens on.
-async fn dead_address() -> SocketAddr {
-    let (listener, addr) = support::listen().await;
-    drop(listener);
-    addr
 }
 
 fn statuses(sidecar: &Sidecar) -> Vec<AttemptOutcome> {
@@ -246,7 +236,7 @@ async fn route_timeout_is_a_504_local_reply() {
 
 #[tokio::test]
 async fn refused_upstream_connections_are_envoys_connect_error() {
-    let dead = dead_address().await;
+    let dead = servers::closed_port().await;
 
     let once = Sidecar::start(dead, SidecarConfig::default()).await;
     let reply = sidecar::get(once.addr(), "/ok").await;
@@ -418,7 +408,7 @@ async fn an_upstream_503_differs_from_envoys_only_by_the_service_time_header() {
 // ---------------------------------------------------------------- local replies, gRPC
 
 fn forward_message(path: &str) -> Vec<u8> {
-    mesh::ForwardRequest { path: path.into() }.encode_to_vec()
+    relay::ForwardRequest { path: path.into() }.encode_to_vec()
 }
 
 #[tokio::test]
@@ -459,7 +449,7 @@ async fn grpc_local_replies_are_trailers_only_unavailable() {
         sidecar.set_reply(Some(reply_kind.clone()));
         let reply = sidecar::grpc_call(
             sidecar.addr(),
-            mesh::FORWARD,
+            relay::FORWARD,
             &forward_message("/back/x"),
             &[],
         )
@@ -491,9 +481,9 @@ async fn grpc_local_replies_are_trailers_only_unavailable() {
 
 #[tokio::test]
 async fn a_tonic_client_sees_local_replies_as_unavailable_with_the_body_as_message() {
-    mesh::exporter();
+    telemetry::exporter();
     let sidecar = Sidecar::start(upstream().await, SidecarConfig::default()).await;
-    let mut client = mesh::RelayClient::new(sidecar.addr());
+    let mut client = RelayClient::new(sidecar.addr());
 
     for reply_kind in [
         LocalReply::NoHealthyUpstream,
@@ -536,7 +526,7 @@ async fn grpc_timeouts_are_unavailable_or_deadline_exceeded_as_configured() {
     for (sidecar, status) in [(&classic, "14"), (&guarded, "4")] {
         let reply = sidecar::grpc_call(
             sidecar.addr(),
-            mesh::FORWARD,
+            relay::FORWARD,
             &forward_message("/back/x"),
             &[],
         )
@@ -553,8 +543,8 @@ async fn grpc_timeouts_are_unavailable_or_deadline_exceeded_as_configured() {
 
     // The injected reply follows the same setting.
     guarded.set_reply(Some(LocalReply::UpstreamTimeout));
-    mesh::exporter();
-    let status = mesh::RelayClient::new(guarded.addr())
+    telemetry::exporter();
+    let status = RelayClient::new(guarded.addr())
         .forward("/back/x".into())
         .await
         .expect_err("timeout");
@@ -566,9 +556,9 @@ async fn grpc_timeouts_are_unavailable_or_deadline_exceeded_as_configured() {
 
 #[tokio::test]
 async fn grpc_unary_and_server_streaming_go_through_with_their_trailers() {
-    let mesh = mesh::Mesh::start(MeshServerLayer::new()).await;
+    let mesh = Mesh::start(MeshServerLayer::new()).await;
     let sidecar = Sidecar::start(mesh.relay, SidecarConfig::default()).await;
-    let mut client = mesh::RelayClient::new(sidecar.addr());
+    let mut client = RelayClient::new(sidecar.addr());
 
     let reply = client.forward("/back/one".into()).await.expect("unary");
     assert_eq!(reply.body, "back one");
@@ -585,7 +575,7 @@ async fn grpc_unary_and_server_streaming_go_through_with_their_trailers() {
     // The same unary call by hand: data, then trailers with grpc-status 0.
     let raw = sidecar::grpc_call(
         sidecar.addr(),
-        mesh::FORWARD,
+        relay::FORWARD,
         &forward_message("/back/raw"),
         &[],
     )
@@ -595,7 +585,7 @@ async fn grpc_unary_and_server_streaming_go_through_with_their_trailers() {
     assert_eq!(raw.trailer("grpc-status"), Some("0"));
     let messages = raw.grpc_messages();
     assert_eq!(messages.len(), 1);
-    let decoded = mesh::ForwardReply::decode(messages[0].clone()).expect("ForwardReply");
+    let decoded = relay::ForwardReply::decode(messages[0].clone()).expect("ForwardReply");
     assert_eq!(decoded.body, "back raw");
 
     let attempts = sidecar.attempts();
@@ -615,14 +605,14 @@ async fn grpc_unary_and_server_streaming_go_through_with_their_trailers() {
             }
         );
     }
-    assert_eq!(attempts[1].path, mesh::COUNT);
+    assert_eq!(attempts[1].path, relay::COUNT);
 }
 
 #[tokio::test]
 async fn grpc_unavailable_is_retried_and_then_passed_on_from_the_upstream() {
-    let mesh = mesh::Mesh::start(MeshServerLayer::new()).await;
+    let mesh = Mesh::start(MeshServerLayer::new()).await;
     let sidecar = Sidecar::start(mesh.relay, SidecarConfig::default().with_retries(2)).await;
-    let mut client = mesh::RelayClient::new(sidecar.addr());
+    let mut client = RelayClient::new(sidecar.addr());
 
     let status = client
         .forward("/back/unavailable".into())
@@ -649,7 +639,7 @@ async fn grpc_unavailable_is_retried_and_then_passed_on_from_the_upstream() {
 
 #[tokio::test]
 async fn grpc_timeout_header_becomes_the_route_timeout_with_max_grpc_timeout() {
-    let mesh = mesh::Mesh::start(MeshServerLayer::new()).await;
+    let mesh = Mesh::start(MeshServerLayer::new()).await;
     let sidecar = Sidecar::start(
         mesh.relay,
         SidecarConfig {
@@ -661,7 +651,7 @@ async fn grpc_timeout_header_becomes_the_route_timeout_with_max_grpc_timeout() {
 
     let reply = sidecar::grpc_call(
         sidecar.addr(),
-        mesh::FORWARD,
+        relay::FORWARD,
         &forward_message("/back/deadline"),
         &[("grpc-timeout", "1S")],
     )
@@ -675,13 +665,13 @@ async fn grpc_timeout_header_becomes_the_route_timeout_with_max_grpc_timeout() {
 
 #[tokio::test]
 async fn route_timeout_after_the_response_headers_resets_the_stream() {
-    let mesh = mesh::Mesh::start(MeshServerLayer::new()).await;
+    let mesh = Mesh::start(MeshServerLayer::new()).await;
     let sidecar = Sidecar::start(
         mesh.relay,
         SidecarConfig::default().with_route_timeout(ms(400)),
     )
     .await;
-    let mut client = mesh::RelayClient::new(sidecar.addr());
+    let mut client = RelayClient::new(sidecar.addr());
 
     let mut stream = client.count(5, 150).await.expect("headers came in time");
     let mut got = 0;

@@ -12,7 +12,7 @@ use meshtrace::mesh::timeouts::MeshTimeout;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::serve;
+use support::servers::serve;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Counts WARN events from meshtrace.

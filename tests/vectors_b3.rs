@@ -1,6 +1,8 @@
 //! Table tests for B3 single and multi headers (SPECS.md section 3).
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+mod support;
+
+use http::HeaderMap;
 use meshtrace::propagation::b3::{
     parse_multi, parse_single, B3Context, B3Error as E, MultiHeaders, B3,
 };
@@ -9,9 +11,10 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 use std::collections::HashMap;
+use support::headers;
 
-mod common;
-use common::report;
+use support::headers::text_map;
+use support::tables::report;
 
 const T128: u128 = 0x80f198ee56343ba864fe8b2a57d3eff7;
 const T64: u128 = 0x80f198ee56343ba8;
@@ -313,17 +316,6 @@ fn seen(cx: &Context) -> Seen {
     (remote, mesh.and_then(|m| m.sampling()), narrow, errors)
 }
 
-fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (n, v) in pairs {
-        h.append(
-            HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
-}
-
 #[test]
 fn extract_vectors() {
     let p = MeshPropagator::istio();
@@ -335,7 +327,7 @@ fn extract_vectors() {
             *narrow,
             errors.iter().map(|e| e.to_string()).collect(),
         );
-        let cx = p.extract_from_headers(&header_map(headers));
+        let cx = p.extract_from_headers(&text_map(headers));
         let got = seen(&cx);
         if got != want {
             failures.push(format!(
@@ -368,7 +360,7 @@ fn extract_vectors() {
 /// Every header B3 or W3C could write, in the order of `Out`: the B3 headers, then
 /// `traceparent`. A `None` in an expectation means "absent".
 fn out_names() -> impl Iterator<Item = &'static str> {
-    common::B3_HEADERS.into_iter().chain(["traceparent"])
+    headers::B3_HEADERS.into_iter().chain(["traceparent"])
 }
 
 type Out = [Option<&'static str>; 7];
@@ -453,7 +445,7 @@ fn reinject_vectors() {
     let mut failures = Vec::new();
     for (i, (incoming, want)) in REINJECT.iter().enumerate() {
         let want: Vec<Option<String>> = want.iter().map(|o| o.map(str::to_owned)).collect();
-        let cx = p.extract_from_headers(&header_map(incoming));
+        let cx = p.extract_from_headers(&text_map(incoming));
         let mut h = HeaderMap::new();
         p.inject_into_headers(&cx, &mut h);
         let got = outgoing(&h);
@@ -531,7 +523,7 @@ fn local_inject_vectors() {
             .unwrap();
         let base = match parent {
             Parent::None => Context::new(),
-            Parent::ChildOf(h) => p.extract_from_headers(&header_map(h)),
+            Parent::ChildOf(h) => p.extract_from_headers(&text_map(h)),
         };
         let sc = SpanContext::new(
             TraceId::from(*trace_id),

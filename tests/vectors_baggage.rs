@@ -1,17 +1,19 @@
 //! Table tests for W3C `baggage` (SPECS.md section 2).
 
+mod support;
+
 use http::{HeaderMap, HeaderValue};
 use meshtrace::propagation::baggage::{
     encode_baggage, parse_baggage, parse_member, BaggageError as E, MAX_BYTES, MAX_MEMBERS,
 };
-use meshtrace::{MeshContextExt, MeshPropagator};
+use meshtrace::MeshPropagator;
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::Context;
 use std::collections::{BTreeMap, HashMap};
 
-mod common;
-use common::report;
+use support::propagation::errors_of;
+use support::tables::{report, show_lines};
 
 /// Baggage as a sorted map key -> (value, properties), for comparison.
 type Flat = BTreeMap<String, (String, String)>;
@@ -27,14 +29,6 @@ fn flat_of(entries: &[(&str, &str, &str)]) -> Flat {
         .iter()
         .map(|(k, v, p)| (k.to_string(), (v.to_string(), p.to_string())))
         .collect()
-}
-
-fn show(lines: &[&[u8]]) -> String {
-    lines
-        .iter()
-        .map(|l| format!("{:?}", String::from_utf8_lossy(l)))
-        .collect::<Vec<_>>()
-        .join(" | ")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,17 +162,11 @@ fn parse_baggage_vectors() {
         if got != want {
             failures.push(format!(
                 "[{i}] {}:\n    want {want:?}\n    got  {got:?}",
-                show(lines)
+                show_lines(lines)
             ));
         }
     }
     report("HEADERS (parse_baggage)", failures);
-}
-
-fn errors_of(cx: &Context) -> Vec<String> {
-    cx.mesh()
-        .map(|m| m.errors().iter().map(|e| format!("{e:?}")).collect())
-        .unwrap_or_default()
 }
 
 #[test]
@@ -201,7 +189,7 @@ fn extract_baggage_vectors() {
         if got != want {
             failures.push(format!(
                 "[{i}] (HeaderMap) {}:\n    want {want:?}\n    got  {got:?}",
-                show(lines)
+                show_lines(lines)
             ));
         }
         if let [line] = lines {
@@ -212,7 +200,7 @@ fn extract_baggage_vectors() {
                 if got != want {
                     failures.push(format!(
                         "[{i}] (HashMap) {}:\n    want {want:?}\n    got  {got:?}",
-                        show(lines)
+                        show_lines(lines)
                     ));
                 }
             }

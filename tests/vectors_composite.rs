@@ -2,7 +2,9 @@
 //! (section 4): conflicts between formats, priority, failed extraction, inject without a
 //! span context, pass-through, `fields()`, `OTEL_PROPAGATORS`.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+mod support;
+
+use http::HeaderMap;
 use meshtrace::propagation::env::{PropagatorList, PropagatorName as N};
 use meshtrace::{
     B3Encoding, Format, Formats, MeshContextExt, MeshPropagator, MeshPropagatorBuilder,
@@ -13,36 +15,6 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};
 use std::collections::{BTreeSet, HashMap};
-
-fn header_map(pairs: &[(&str, &[u8])]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (n, v) in pairs {
-        h.append(
-            HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            HeaderValue::from_bytes(v).unwrap(),
-        );
-    }
-    h
-}
-
-fn text_map(pairs: &[(&str, &str)]) -> HeaderMap {
-    let bytes: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-    header_map(&bytes)
-}
-
-fn show(pairs: &[(&str, &[u8])]) -> String {
-    pairs
-        .iter()
-        .map(|(n, v)| format!("{n}: {:?}", String::from_utf8_lossy(v)))
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
-fn errors_of(cx: &Context) -> Vec<String> {
-    cx.mesh()
-        .map(|m| m.errors().iter().map(|e| format!("{e:?}")).collect())
-        .unwrap_or_default()
-}
 
 /// Header (name, value) pairs of a table row.
 type Headers = &'static [(&'static str, &'static str)];
@@ -69,8 +41,9 @@ type ConflictRow = (
 
 use Format::{B3Multi as BM, B3Single as BS, TraceContext as TC};
 
-mod common;
-use common::report;
+use support::headers::{bytes_map, text_map};
+use support::propagation::errors_of;
+use support::tables::{report, show_pairs};
 
 #[rustfmt::skip]
 const CONFLICT: &[ConflictRow] = &[
@@ -523,7 +496,7 @@ fn pass_through_vectors() {
             b = b.max_pass_through_len(*m);
         }
         let p = b.build().unwrap();
-        let cx = p.extract_from_headers(&header_map(incoming));
+        let cx = p.extract_from_headers(&bytes_map(incoming));
         let mut out = HeaderMap::new();
         p.inject_into_headers(&cx, &mut out);
         // Compare per name, in the order received.
@@ -540,7 +513,7 @@ fn pass_through_vectors() {
         if got != want_sorted || got_errors != *errors {
             failures.push(format!(
                 "[{i}] {} extras {extras:?} max {max:?}:\n    want {:?} {errors:?}\n    got  {:?} {got_errors:?}",
-                show(incoming),
+                show_pairs(incoming),
                 want_sorted.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))).collect::<Vec<_>>(),
                 got.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))).collect::<Vec<_>>(),
             ));

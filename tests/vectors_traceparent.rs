@@ -1,17 +1,20 @@
 //! Table tests for W3C `traceparent` / `tracestate` (SPECS.md section 1).
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+mod support;
+
+use http::HeaderMap;
 use meshtrace::propagation::traceparent::{
     parse_traceparent, parse_tracestate, TraceparentError as E, TracestateError as TsE,
 };
-use meshtrace::{MeshContextExt, MeshPropagator};
+use meshtrace::MeshPropagator;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 use std::collections::HashMap;
 
-mod common;
-use common::report;
+use support::headers::bytes_map;
+use support::propagation::errors_of;
+use support::tables::{report, show_pairs};
 
 const T: &str = "0af7651916cd43dd8448eb211c80319c";
 const P: &str = "b7ad6b7169203331";
@@ -27,23 +30,6 @@ macro_rules! tp {
             $f
         )
     };
-}
-
-fn header_map(pairs: &[(&str, &[u8])]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (n, v) in pairs {
-        h.append(
-            HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            HeaderValue::from_bytes(v).unwrap(),
-        );
-    }
-    h
-}
-
-fn errors_of(cx: &Context) -> Vec<String> {
-    cx.mesh()
-        .map(|m| m.errors().iter().map(|e| format!("{e:?}")).collect())
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -119,14 +105,6 @@ const PARSE_TRACEPARENT: &[(&str, Result<TpOk, E>)] = &[
     ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331_01", Err(E::Separator)),
     ("00 -0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Err(E::Separator)),
 ];
-
-fn show(pairs: &[(&str, &[u8])]) -> String {
-    pairs
-        .iter()
-        .map(|(n, v)| format!("{n}: {:?}", String::from_utf8_lossy(v)))
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
 
 #[test]
 fn parse_traceparent_vectors() {
@@ -381,12 +359,12 @@ fn extract_vectors() {
     let mut failures = Vec::new();
     for (i, row) in EXTRACT.iter().enumerate() {
         let want = expected(row);
-        let headers = header_map(row.0);
+        let headers = bytes_map(row.0);
         let got = seen(&p.extract_from_headers(&headers));
         if got != want {
             failures.push(format!(
                 "[{i}] (HeaderMap) {}:\n    want {want:?}\n    got  {got:?}",
-                show(row.0)
+                show_pairs(row.0)
             ));
         }
 
@@ -413,7 +391,7 @@ fn extract_vectors() {
             if got != want {
                 failures.push(format!(
                     "[{i}] (HashMap) {}:\n    want {want:?}\n    got  {got:?}",
-                    show(row.0)
+                    show_pairs(row.0)
                 ));
             }
         }

@@ -13,6 +13,7 @@
 //! [`Service::app`].
 
 use super::{Receiver, Transport};
+use crate::support::telemetry::runtime;
 use meshtrace::export::{TelemetryBuilder, TelemetryGuard};
 use meshtrace::MeshPropagator;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -47,23 +48,6 @@ pub fn builder(env: &Env) -> TelemetryBuilder {
     TelemetryBuilder::from_env_source(|var| env.get(var).cloned())
         .expect("a valid environment")
         .logs(None)
-}
-
-/// A multi-thread runtime whose threads, if `dispatch` is given, take it as their default for
-/// their whole life.
-pub fn runtime(name: &str, workers: usize, dispatch: Option<&Dispatch>) -> Runtime {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all();
-    if let Some(dispatch) = dispatch.cloned() {
-        builder.on_thread_start(move || {
-            // Kept for the thread's whole life.
-            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-        });
-    }
-    builder.build().expect("runtime")
 }
 
 /// A runtime of its own for a collector, as in another process.
