@@ -1,6 +1,6 @@
 //! A response body that ends its span when the stream ends, reading gRPC trailers on the way.
 
-use super::grpc::{self, Side};
+use super::grpc::{self, GrpcCode, Side};
 use super::span::{record_error, record_grpc_status};
 use bytes::Buf;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -129,7 +129,7 @@ fn finish_grpc(span: &Span, side: Side, grpc: bool, trailers: Option<&HeaderMap>
         None if side == Side::Client => record_grpc_status(
             span,
             side,
-            2,
+            GrpcCode::Unknown,
             Some("stream ended without grpc-status".into()),
         ),
         None => {}
