@@ -1,4 +1,5 @@
-//! reqwest: a [`reqwest_middleware::Middleware`] and a helper for plain `reqwest`.
+//! reqwest: [`MeshClientMiddleware`], a [`reqwest_middleware::Middleware`], and a helper for
+//! plain `reqwest`.
 //!
 //! ```no_run
 //! use meshtrace::client::reqwest::MeshClientMiddleware;

@@ -1,4 +1,7 @@
-//! tonic: a tower [`Layer`] for `tonic::transport::Channel`, and an [`Interceptor`].
+//! tonic: a tower [`Layer`] for `tonic::transport::Channel`, [`MeshClientLayer`] (its
+//! service [`MeshClient`]), and an [`Interceptor`], [`MeshClientInterceptor`]. Responses come
+//! back with a [`TracedBody`](crate::server::TracedBody) that ends the client span when the
+//! response stream ends.
 //!
 //! ```no_run
 //! use meshtrace::client::tonic::MeshClientLayer;
@@ -369,9 +372,9 @@ fn grpc_code_for_http(status: StatusCode) -> GrpcCode {
 
 /// An [`Interceptor`] that injects the current span's context into the call's metadata,
 /// for clients built with `with_interceptor`, and holds the deadline budget like the layer
-/// (`grpc-timeout` set to what is left; DEADLINE_EXCEEDED with nothing left). It opens no
-/// client span and times nothing (an interceptor never sees the response); use
-/// [`MeshClientLayer`] for that.
+/// (`grpc-timeout` set to what is left; DEADLINE_EXCEEDED with nothing left), recorded on
+/// the current span as the layer records it on its client span. It opens no client span and
+/// times nothing (an interceptor never sees the response); use [`MeshClientLayer`] for that.
 ///
 /// ```no_run
 /// use meshtrace::client::tonic::MeshClientInterceptor;
