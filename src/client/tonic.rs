@@ -1,6 +1,6 @@
 //! tonic: a tower [`Layer`] for `tonic::transport::Channel`, [`MeshClientLayer`] (its
 //! service [`MeshClient`]), and an [`Interceptor`], [`MeshClientInterceptor`]. Responses come
-//! back with a [`TracedBody`](crate::server::TracedBody) that ends the client span when the
+//! back with a [`TracedBody`] that ends the client span when the
 //! response stream ends.
 //!
 //! ```no_run
@@ -103,7 +103,7 @@ pub struct MeshClient<S> {
 }
 
 /// The error type of [`MeshClient`]: the channel's error, or a [`tonic::Status`] of our own
-/// (DEADLINE_EXCEEDED when the budget ran out, with [`BudgetExhausted`](crate::mesh::deadline::BudgetExhausted) as its source), which
+/// (DEADLINE_EXCEEDED when the budget ran out, with [`BudgetExhausted`] as its source), which
 /// tonic's clients hand to the caller unchanged.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
