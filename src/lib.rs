@@ -53,6 +53,21 @@
 //!   OpenTelemetry's environment variables ([`export`]).
 //! - `check`: [`check`], a checker for retries and timeouts that fight the mesh in Istio YAML
 //!   and the app's client settings (the `mesh-check` binary: `cargo install meshtrace --features check`).
+//!
+//! ## Naming
+//!
+//! A layer type is `Mesh`, then `Server` or `Client`, then the framework's own word for its
+//! hook: `Layer` for tower, `Middleware` for reqwest-middleware, `Interceptor` for tonic's
+//! interceptors. A tower `Layer`'s `Service` is the layer's name without `Layer`.
+//!
+//! | framework | type | module |
+//! |---|---|---|
+//! | tower (axum, hyper, tonic servers) | `MeshServerLayer`, its service `MeshServer` | `server` |
+//! | reqwest-middleware | `MeshClientMiddleware` | `client::reqwest` |
+//! | tower (tonic channels) | `MeshClientLayer`, its service `MeshClient` | `client::tonic` |
+//! | tonic interceptors | `MeshClientInterceptor` | `client::tonic` |
+//!
+//! The body of the responses the layers return is `server::TracedBody`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -227,3 +227,63 @@ async fn the_interceptor_holds_the_budget_too() {
     let source = std::error::Error::source(&status).expect("a source");
     assert!(source.downcast_ref::<BudgetExhausted>().is_some());
 }
+
+/// How a span records a call refused for lack of budget: `error.type`, the budget, the span
+/// status and the `exception` event.
+fn budget_recording(
+    span: &opentelemetry_sdk::trace::SpanData,
+) -> (Option<Value>, i64, String, Vec<String>) {
+    let status = match &span.status {
+        opentelemetry::trace::Status::Error { description } => description.to_string(),
+        other => panic!("expected an error status, got {other:?}"),
+    };
+    let events = span
+        .events
+        .iter()
+        .map(|e| {
+            let attrs: Vec<String> = e
+                .attributes
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect();
+            format!("{} {}", e.name, attrs.join(" "))
+        })
+        .collect();
+    (
+        attr(span, "error.type"),
+        int(attr(span, "meshtrace.deadline.budget_ms")),
+        status,
+        events,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interceptor_records_a_refused_call_on_the_span_as_the_layer_does() {
+    use tonic::service::Interceptor;
+    let mesh = Mesh::start(MeshServerLayer::new()).await;
+    let mut relay = RelayClient::new(mesh.relay);
+    let (reply, layer_trace) = with_deadline(Duration::ZERO, relay.forward("/back/9".into())).await;
+    reply.expect_err("no budget");
+    let mut interceptor = meshtrace::client::tonic::MeshClientInterceptor::new();
+    let (refused, interceptor_trace) = with_deadline(Duration::ZERO, async {
+        interceptor.call(tonic::Request::new(()))
+    })
+    .await;
+    refused.expect_err("nothing left");
+
+    let spans = spans_of(layer_trace, 2).await;
+    let layer = budget_recording(one(
+        &spans,
+        "meshtrace.test.Relay/Forward",
+        SpanKind::Client,
+    ));
+    // The interceptor opens no span of its own: the call is recorded on the current one.
+    let spans = spans_of(interceptor_trace, 1).await;
+    let interceptor = budget_recording(one(&spans, "handler", SpanKind::Internal));
+    assert_eq!(layer.0, Some(Value::from("budget_exhausted")));
+    assert_eq!(layer.1, 0);
+    assert!(layer.2.contains("grpc-timeout"), "{}", layer.2);
+    assert_eq!(layer.3.len(), 1, "one exception event: {:?}", layer.3);
+    assert!(layer.3[0].starts_with("exception "), "{:?}", layer.3);
+    assert_eq!(interceptor, layer);
+}

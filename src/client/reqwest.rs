@@ -1,4 +1,5 @@
-//! reqwest: a [`reqwest_middleware::Middleware`] and a helper for plain `reqwest`.
+//! reqwest: [`MeshClientMiddleware`], a [`reqwest_middleware::Middleware`], and a helper for
+//! plain `reqwest`.
 //!
 //! ```no_run
 //! use meshtrace::client::reqwest::MeshClientMiddleware;
@@ -21,69 +22,42 @@
 //! # Ok(()) }
 //! ```
 
-use super::{
-    call_budget, context_of, inject_cx, inject_from, DisablePropagation, SpanName,
-    DEFAULT_DEADLINE_MARGIN,
-};
+use super::{DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
+use crate::instrument::client::{call_budget, record_origin, start_span};
+use crate::instrument::context_of;
 use crate::instrument::grpc::Side;
+use crate::instrument::options::{client_option_setters, ClientOptions};
+use crate::instrument::propagation::Propagation;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
-use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
 use crate::mesh::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
-use crate::mesh::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
-use crate::MeshPropagator;
+use crate::mesh::timeouts::MeshTimeout;
 use http::Extensions;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use reqwest::ResponseBuilderExt;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The reqwest-middleware layer: a client span per call, and every configured format
 /// injected from it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MeshClientMiddleware {
-    propagator: Option<MeshPropagator>,
-    margin: Duration,
-    mesh_timeouts: HashMap<String, MeshTimeout>,
-    warned: Arc<WarnedOnce>,
-}
-
-impl Default for MeshClientMiddleware {
-    fn default() -> Self {
-        MeshClientMiddleware {
-            propagator: None,
-            margin: DEFAULT_DEADLINE_MARGIN,
-            mesh_timeouts: HashMap::new(),
-            warned: Arc::default(),
-        }
-    }
+    options: ClientOptions,
 }
 
 impl MeshClientMiddleware {
     /// Injects with the propagator given to [`crate::set_global_propagator`], else
     /// opentelemetry's global propagator if one was registered, else
-    /// [`MeshPropagator::istio`].
+    /// [`MeshPropagator::istio`](crate::MeshPropagator::istio).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Inject with this propagator, whatever is registered globally.
-    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
-        self.propagator = Some(propagator);
-        self
-    }
-
-    /// Time kept between a call's budget and the deadline of the request being handled
-    /// ([`DEFAULT_DEADLINE_MARGIN`] by default).
-    pub fn deadline_margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
-        self
-    }
+    client_option_setters!();
 
     /// The mesh route timeout for calls to `host`: a call without a timeout of its own gets
     /// [`MeshTimeout::code_timeout`], and a call whose timeout is shorter than the route's
@@ -95,7 +69,7 @@ impl MeshClientMiddleware {
     ///     .mesh_timeout("ratings", MeshTimeout::route(std::time::Duration::from_secs(3)));
     /// ```
     pub fn mesh_timeout(mut self, host: impl Into<String>, timeout: MeshTimeout) -> Self {
-        self.mesh_timeouts.insert(host.into(), timeout);
+        self.options.set_mesh_timeout_for(host.into(), timeout);
         self
     }
 
@@ -103,17 +77,11 @@ impl MeshClientMiddleware {
         let Some(host) = req.url().host_str() else {
             return;
         };
-        let Some(mesh) = self.mesh_timeouts.get(host) else {
-            return;
-        };
-        match req.timeout().copied() {
-            None => *req.timeout_mut() = Some(mesh.code_timeout()),
-            Some(own) if mesh.is_shorter_than_mesh(own) => {
-                let host = host.to_owned();
-                warn_shorter(&self.warned, &host, own, mesh);
-            }
-            Some(_) => {}
-        }
+        let asked = req.timeout().copied();
+        let timeout = self
+            .options
+            .own_timeout(Some(host), || host.to_owned(), asked);
+        *req.timeout_mut() = timeout;
     }
 }
 
@@ -128,16 +96,13 @@ impl Middleware for MeshClientMiddleware {
         let span = start(&req, extensions.get::<SpanName>());
         self.apply_mesh_timeout(&mut req);
         let cx = context_of(&span);
-        match call_budget(&cx, &span, self.margin) {
+        match call_budget(&cx, &span, self.options.margin()) {
             Ok(Some(budget)) => cap_timeout(&mut req, budget),
             Ok(None) => {}
-            Err(exhausted) => {
-                record_error(&span, "budget_exhausted", exhausted.to_string());
-                return Err(reqwest_middleware::Error::middleware(exhausted));
-            }
+            Err(exhausted) => return Err(reqwest_middleware::Error::middleware(exhausted)),
         }
         if extensions.get::<DisablePropagation>().is_none() {
-            inject_cx(&cx, self.propagator.as_ref(), req.headers_mut());
+            self.options.propagation().inject(&cx, req.headers_mut());
         }
         let result = next.run(req, extensions).instrument(span.clone()).await;
         let result = match result {
@@ -191,10 +156,7 @@ async fn with_origin(res: Response, span: &Span) -> Result<Response, reqwest::Er
         let origin = classify(status, res.headers(), None);
         (res, origin)
     };
-    span.set_attribute(REPLY_ORIGIN, origin.as_str());
-    if let Origin::Envoy(reply) = &origin {
-        span.set_attribute(ENVOY_REPLY, reply.as_str());
-    }
+    record_origin(span, &origin);
     res.extensions_mut().insert(origin);
     Ok(res)
 }
@@ -256,7 +218,7 @@ pub trait RequestBuilderExt: Sized {
 impl RequestBuilderExt for reqwest::RequestBuilder {
     fn inject_context(self) -> Self {
         let mut headers = http::HeaderMap::new();
-        inject_from(&Span::current(), None, &mut headers);
+        Propagation::resolve(None).inject(&context_of(&Span::current()), &mut headers);
         self.headers(headers)
     }
 
@@ -266,17 +228,20 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
             let mut req = req?;
             let span = start(&req, None);
             let cx = context_of(&span);
-            match call_budget(&cx, &span, DEFAULT_DEADLINE_MARGIN) {
+            let budget = call_budget(&cx, &span, DEFAULT_DEADLINE_MARGIN);
+            match budget {
                 Ok(Some(budget)) => cap_timeout(&mut req, budget),
                 Ok(None) => {}
                 // reqwest's error type cannot be built here: a zero timeout makes reqwest
                 // fail the call at once with its own timeout error.
                 Err(_) => cap_timeout(&mut req, Duration::ZERO),
             }
-            inject_cx(&cx, None, req.headers_mut());
+            Propagation::resolve(None).inject(&cx, req.headers_mut());
             let result = client.execute(req).instrument(span.clone()).await;
             match &result {
                 Ok(res) => record_http_status(&span, Side::Client, res.status()),
+                // The span already says why: the budget ran out.
+                Err(_) if budget.is_err() => {}
                 Err(e) => record_reqwest_error(&span, e),
             }
             result
@@ -291,17 +256,11 @@ fn cap_timeout(req: &mut Request, budget: Duration) {
 }
 
 fn start(req: &Request, name: Option<&SpanName>) -> Span {
-    let span = match name {
-        Some(name) => span::client_span(&name.0),
-        None => span::client_span(span::method_for_name(req.method())),
-    };
+    let span = start_span(name, || Cow::Borrowed(span::method_for_name(req.method())));
     span::record_method(&span, req.method());
     let url = req.url();
     if let Some(host) = url.host_str() {
-        span.set_attribute(semconv::SERVER_ADDRESS, host.to_owned());
-    }
-    if let Some(port) = url.port_or_known_default() {
-        span.set_attribute(semconv::SERVER_PORT, i64::from(port));
+        span::record_server_address(&span, host, url.port_or_known_default());
     }
     span.set_attribute(semconv::URL_FULL, url_without_credentials(url));
     span

@@ -1,4 +1,7 @@
-//! tonic: a tower [`Layer`] for `tonic::transport::Channel`, and an [`Interceptor`].
+//! tonic: a tower [`Layer`] for `tonic::transport::Channel`, [`MeshClientLayer`] (its
+//! service [`MeshClient`]), and an [`Interceptor`], [`MeshClientInterceptor`]. Responses come
+//! back with a [`TracedBody`] that ends the client span when the
+//! response stream ends.
 //!
 //! ```no_run
 //! use meshtrace::client::tonic::MeshClientLayer;
@@ -12,24 +15,24 @@
 //! # Ok(()) }
 //! ```
 
-use super::{
-    call_budget, context_of, inject_cx, DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN,
-};
+use super::{DisablePropagation, SpanName};
 use crate::instrument::body::TracedBody;
-use crate::instrument::grpc::{self, Side};
+use crate::instrument::client::{call_budget, record_origin, start_span};
+use crate::instrument::context_of;
+use crate::instrument::grpc::{self, GrpcCode, Side};
+use crate::instrument::options::{client_option_setters, ClientOptions};
 use crate::instrument::span::{self, record_error, record_grpc_status};
-use crate::instrument::span::{ENVOY_REPLY, REPLY_ORIGIN};
 use crate::mesh::deadline::{
-    format_grpc_timeout, parse_grpc_timeout, BudgetExhausted, DeadlineExt, GRPC_TIMEOUT,
+    format_grpc_timeout, parse_grpc_timeout, BudgetExhausted, GRPC_TIMEOUT,
 };
 #[cfg(doc)]
 use crate::mesh::envoy::MeshError;
 use crate::mesh::envoy::{classify, classify_grpc, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
-use crate::mesh::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
-use crate::MeshPropagator;
+use crate::mesh::timeouts::MeshTimeout;
 use http::{HeaderValue, Request, Response, StatusCode};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use pin_project_lite::pin_project;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -44,53 +47,27 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Wraps a gRPC channel: a client span per call, ended when the response stream ends, and
 /// every configured format injected into the request metadata.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MeshClientLayer {
-    propagator: Option<MeshPropagator>,
+    options: ClientOptions,
     server: Option<(String, Option<u16>)>,
-    margin: Duration,
-    mesh_timeout: Option<MeshTimeout>,
-    warned: Arc<WarnedOnce>,
-}
-
-impl Default for MeshClientLayer {
-    fn default() -> Self {
-        MeshClientLayer {
-            propagator: None,
-            server: None,
-            margin: DEFAULT_DEADLINE_MARGIN,
-            mesh_timeout: None,
-            warned: Arc::default(),
-        }
-    }
 }
 
 impl MeshClientLayer {
     /// Injects with the propagator given to [`crate::set_global_propagator`], else
     /// opentelemetry's global propagator if one was registered, else
-    /// [`MeshPropagator::istio`].
+    /// [`MeshPropagator::istio`](crate::MeshPropagator::istio).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Inject with this propagator, whatever is registered globally.
-    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
-        self.propagator = Some(propagator);
-        self
-    }
-
-    /// Time kept between a call's budget and the deadline of the request being handled
-    /// ([`DEFAULT_DEADLINE_MARGIN`] by default).
-    pub fn deadline_margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
-        self
-    }
+    client_option_setters!();
 
     /// The mesh route timeout of the channel's destination: a call without a `grpc-timeout`
     /// of its own gets [`MeshTimeout::code_timeout`], and a call asking for less than the
     /// route's timeout is logged (once).
     pub fn mesh_timeout(mut self, timeout: MeshTimeout) -> Self {
-        self.mesh_timeout = Some(timeout);
+        self.options.set_mesh_timeout(timeout);
         self
     }
 
@@ -126,7 +103,7 @@ pub struct MeshClient<S> {
 }
 
 /// The error type of [`MeshClient`]: the channel's error, or a [`tonic::Status`] of our own
-/// (DEADLINE_EXCEEDED when the budget ran out, with [`BudgetExhausted`](crate::mesh::deadline::BudgetExhausted) as its source), which
+/// (DEADLINE_EXCEEDED when the budget ran out, with [`BudgetExhausted`] as its source), which
 /// tonic's clients hand to the caller unchanged.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -145,11 +122,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let call = grpc::service_and_method(req.uri().path());
-        let span = match (req.extensions().get::<SpanName>(), call) {
-            (Some(name), _) => span::client_span(&name.0),
-            (None, Some((service, method))) => span::client_span(&format!("{service}/{method}")),
-            (None, None) => span::client_span(req.uri().path()),
-        };
+        let span = start_span(req.extensions().get::<SpanName>(), || match call {
+            Some((service, method)) => Cow::Owned(format!("{service}/{method}")),
+            None => Cow::Borrowed(req.uri().path()),
+        });
         if let Some((service, method)) = call {
             span::record_rpc(&span, service, method);
         }
@@ -159,35 +135,21 @@ where
             .as_ref()
             .map(|(h, p)| (h.as_str(), *p)));
         if let Some((host, port)) = server {
-            span.set_attribute(semconv::SERVER_ADDRESS, host.to_owned());
-            if let Some(port) = port {
-                span.set_attribute(semconv::SERVER_PORT, i64::from(port));
-            }
+            span::record_server_address(&span, host, port);
         }
+        let options = &self.layer.options;
         let cx = context_of(&span);
-        let budget = match call_budget(&cx, &span, self.layer.margin) {
+        let budget = match call_budget(&cx, &span, options.margin()) {
             Ok(budget) => budget,
             Err(exhausted) => {
-                record_error(&span, "budget_exhausted", exhausted.to_string());
-                let status = budget_exhausted_status(exhausted);
-                return ResponseFuture {
-                    inner: None,
-                    timer: None,
-                    failed: Some(Box::new(status)),
-                    span: Some(span),
-                };
+                return ResponseFuture::failed(budget_exhausted_status(exhausted), span)
             }
         };
-        let asked = requested_timeout(req.headers());
-        let own = match (&self.layer.mesh_timeout, asked) {
-            (Some(mesh), Some(asked)) if mesh.is_shorter_than_mesh(asked) => {
-                let destination = call.map_or("grpc", |(service, _)| service).to_owned();
-                warn_shorter(&self.layer.warned, &destination, asked, mesh);
-                Some(asked)
-            }
-            (Some(mesh), None) => Some(mesh.code_timeout()),
-            (_, asked) => asked,
-        };
+        let own = options.own_timeout(
+            None,
+            || call.map_or("grpc", |(service, _)| service).to_owned(),
+            requested_timeout(req.headers()),
+        );
         // The callee gets the tighter of the call's own timeout and the budget.
         let timeout = match (own, budget) {
             (Some(own), Some(budget)) => Some(own.min(budget)),
@@ -197,7 +159,7 @@ where
             set_grpc_timeout(req.headers_mut(), timeout);
         }
         if req.extensions().get::<DisablePropagation>().is_none() {
-            inject_cx(&cx, self.layer.propagator.as_ref(), req.headers_mut());
+            options.propagation().inject(&cx, req.headers_mut());
         }
         // Our timer starts before the channel's own (tonic times `grpc-timeout` too) and is
         // polled first, so a call whose time runs out ends DEADLINE_EXCEEDED, not CANCELLED.
@@ -226,6 +188,18 @@ pin_project! {
     }
 }
 
+impl<F> ResponseFuture<F> {
+    /// A call refused before it was sent.
+    fn failed(status: tonic::Status, span: Span) -> Self {
+        ResponseFuture {
+            inner: None,
+            timer: None,
+            failed: Some(Box::new(status)),
+            span: Some(span),
+        }
+    }
+}
+
 impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
@@ -244,7 +218,12 @@ where
                 let status = tonic::Status::deadline_exceeded(
                     "the call's time ran out (its grpc-timeout, its mesh code timeout or the deadline budget of the request being handled)",
                 );
-                record_grpc_status(&span, Side::Client, 4, Some(status.message().to_owned()));
+                record_grpc_status(
+                    &span,
+                    Side::Client,
+                    GrpcCode::DeadlineExceeded,
+                    Some(status.message().to_owned()),
+                );
                 this.inner.set(None);
                 this.timer.set(None);
                 return Poll::Ready(Err(Box::new(status)));
@@ -263,11 +242,9 @@ where
                 let head = res.headers();
                 let trailers_expected = if let Some(code) = grpc::status(head) {
                     let message = grpc::message(head);
-                    if code != 0 {
-                        record_origin(
-                            &span,
-                            &classify_grpc(code, message.as_deref().unwrap_or(""), head),
-                        );
+                    if code != GrpcCode::Ok {
+                        let message = message.as_deref().unwrap_or("");
+                        record_origin(&span, &classify_grpc(code.as_i64(), message, head));
                     }
                     record_grpc_status(&span, Side::Client, code, message);
                     false
@@ -299,13 +276,6 @@ where
                 Err(e.into())
             }
         })
-    }
-}
-
-fn record_origin(span: &Span, origin: &Origin) {
-    span.set_attribute(REPLY_ORIGIN, origin.as_str());
-    if let Origin::Envoy(reply) = origin {
-        span.set_attribute(ENVOY_REPLY, reply.as_str());
     }
 }
 
@@ -389,22 +359,22 @@ fn budget_exhausted_status(exhausted: BudgetExhausted) -> tonic::Status {
 }
 
 /// gRPC's "HTTP to gRPC status code mapping", for responses that carry no `grpc-status`.
-fn grpc_code_for_http(status: StatusCode) -> i64 {
+fn grpc_code_for_http(status: StatusCode) -> GrpcCode {
     match status.as_u16() {
-        400 => 13,
-        401 => 16,
-        403 => 7,
-        404 => 12,
-        429 | 502 | 503 | 504 => 14,
-        _ => 2,
+        400 => GrpcCode::Internal,
+        401 => GrpcCode::Unauthenticated,
+        403 => GrpcCode::PermissionDenied,
+        404 => GrpcCode::Unimplemented,
+        429 | 502 | 503 | 504 => GrpcCode::Unavailable,
+        _ => GrpcCode::Unknown,
     }
 }
 
 /// An [`Interceptor`] that injects the current span's context into the call's metadata,
 /// for clients built with `with_interceptor`, and holds the deadline budget like the layer
-/// (`grpc-timeout` set to what is left; DEADLINE_EXCEEDED with nothing left). It opens no
-/// client span and times nothing (an interceptor never sees the response); use
-/// [`MeshClientLayer`] for that.
+/// (`grpc-timeout` set to what is left; DEADLINE_EXCEEDED with nothing left), recorded on
+/// the current span as the layer records it on its client span. It opens no client span and
+/// times nothing (an interceptor never sees the response); use [`MeshClientLayer`] for that.
 ///
 /// ```no_run
 /// use meshtrace::client::tonic::MeshClientInterceptor;
@@ -415,7 +385,7 @@ fn grpc_code_for_http(status: StatusCode) -> i64 {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct MeshClientInterceptor {
-    propagator: Option<MeshPropagator>,
+    options: ClientOptions,
 }
 
 impl MeshClientInterceptor {
@@ -424,11 +394,7 @@ impl MeshClientInterceptor {
         Self::default()
     }
 
-    /// Inject with this propagator, whatever is registered globally.
-    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
-        self.propagator = Some(propagator);
-        self
-    }
+    client_option_setters!();
 }
 
 impl Interceptor for MeshClientInterceptor {
@@ -436,20 +402,20 @@ impl Interceptor for MeshClientInterceptor {
         let span = Span::current();
         let cx = context_of(&span);
         let mut headers = std::mem::take(req.metadata_mut()).into_headers();
-        // The deadline budget holds here too: the callee gets what is left as its
-        // `grpc-timeout` (never more than the call asked for), and a call with nothing left
-        // is refused before it is sent.
-        if let Some(deadline) = cx.deadline() {
-            match deadline.budget_for_call(DEFAULT_DEADLINE_MARGIN) {
-                Ok(budget) => {
-                    let timeout = requested_timeout(&headers).map_or(budget, |a| a.min(budget));
-                    set_grpc_timeout(&mut headers, timeout);
-                }
-                Err(exhausted) => return Err(budget_exhausted_status(exhausted)),
+        // The deadline budget holds here too, recorded on the current span as the layer
+        // records it on its client span: the callee gets what is left as its `grpc-timeout`
+        // (never more than the call asked for), and a call with nothing left is refused
+        // before it is sent.
+        match call_budget(&cx, &span, self.options.margin()) {
+            Ok(Some(budget)) => {
+                let timeout = requested_timeout(&headers).map_or(budget, |a| a.min(budget));
+                set_grpc_timeout(&mut headers, timeout);
             }
+            Ok(None) => {}
+            Err(exhausted) => return Err(budget_exhausted_status(exhausted)),
         }
         if req.extensions().get::<DisablePropagation>().is_none() {
-            inject_cx(&cx, self.propagator.as_ref(), &mut headers);
+            self.options.propagation().inject(&cx, &mut headers);
         }
         *req.metadata_mut() = MetadataMap::from_headers(headers);
         Ok(req)
@@ -475,7 +441,7 @@ mod tests {
             (500, 2),
         ] {
             assert_eq!(
-                grpc_code_for_http(StatusCode::from_u16(http).unwrap()),
+                grpc_code_for_http(StatusCode::from_u16(http).unwrap()).as_i64(),
                 code,
                 "{http}"
             );

@@ -1,6 +1,6 @@
 //! A response body that ends its span when the stream ends, reading gRPC trailers on the way.
 
-use super::grpc::{self, Side};
+use super::grpc::{self, GrpcCode, Side};
 use super::span::{record_error, record_grpc_status};
 use bytes::Buf;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -11,11 +11,30 @@ use std::task::{ready, Context, Poll};
 use tracing::Span;
 
 pin_project! {
-    /// A response body that keeps its request's span open until the last frame.
+    /// The response body the layers return: the inner body, keeping its request's span
+    /// open until the last frame.
     ///
-    /// For gRPC the span ends where the trailers arrive, so a streaming call's span covers
-    /// every message and records the final `grpc-status`. Dropping the body early (the peer
-    /// went away) ends the span too.
+    /// [`MeshServer`](crate::server::MeshServer) answers `Response<TracedBody<B>>` for a
+    /// service answering `Response<B>`, and so does the tonic client layer's service. For
+    /// gRPC the span ends where the trailers arrive, so a streaming call's span covers every
+    /// message and records the final `grpc-status`. Dropping the body early (the peer went
+    /// away) ends the span too. Requests the layer's filter leaves out get a `TracedBody`
+    /// with no span, so the response type is the same for every request.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use meshtrace::server::{MeshServer, MeshServerLayer, TracedBody};
+    /// use tower::{service_fn, Layer};
+    ///
+    /// type Body = String;
+    /// let service = service_fn(|_req: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(Body::from("ok")))
+    /// });
+    /// // The wrapped service, and its response type, can be named.
+    /// let traced: MeshServer<_> = MeshServerLayer::new().layer(service);
+    /// fn answers<S: tower::Service<Request<()>, Response = Response<TracedBody<Body>>>>(_: &S) {}
+    /// answers(&traced);
+    /// ```
     pub struct TracedBody<B> {
         #[pin]
         inner: B,
@@ -129,7 +148,7 @@ fn finish_grpc(span: &Span, side: Side, grpc: bool, trailers: Option<&HeaderMap>
         None if side == Side::Client => record_grpc_status(
             span,
             side,
-            2,
+            GrpcCode::Unknown,
             Some("stream ended without grpc-status".into()),
         ),
         None => {}

@@ -20,10 +20,10 @@ pub(crate) fn service_and_method(path: &str) -> Option<(&str, &str)> {
         .then_some((service, method))
 }
 
-/// The numeric `grpc-status`, if present and well formed.
-pub(crate) fn status(headers: &HeaderMap) -> Option<i64> {
+/// The `grpc-status`, if present and well formed.
+pub(crate) fn status(headers: &HeaderMap) -> Option<GrpcCode> {
     let v = headers.get(GRPC_STATUS)?.to_str().ok()?;
-    v.trim().parse::<u16>().ok().map(i64::from)
+    v.trim().parse::<u16>().ok().map(GrpcCode::from_wire)
 }
 
 /// The `grpc-message`, percent-decoded as the gRPC HTTP/2 protocol says.
@@ -55,42 +55,120 @@ pub(crate) enum Side {
     Client,
 }
 
-/// Whether a gRPC status code marks the span as failed. For clients every code but OK does;
-/// for servers only the codes that say the server failed (UNKNOWN, DEADLINE_EXCEEDED,
-/// UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), not those that blame the caller.
-pub(crate) fn is_error(side: Side, code: i64) -> bool {
-    match side {
-        Side::Client => code != 0,
-        Side::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
-    }
+/// A gRPC status code, named. A peer may send a number gRPC does not define; it is kept as
+/// [`GrpcCode::Other`] and still recorded as the number it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GrpcCode {
+    Ok,
+    Cancelled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+    Other(u16),
 }
 
-/// The canonical name of a gRPC status code.
-pub(crate) fn code_name(code: i64) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .copied()
-        .unwrap_or("UNKNOWN_CODE")
+impl GrpcCode {
+    /// The code a `grpc-status` number stands for.
+    pub(crate) fn from_wire(code: u16) -> GrpcCode {
+        match code {
+            0 => GrpcCode::Ok,
+            1 => GrpcCode::Cancelled,
+            2 => GrpcCode::Unknown,
+            3 => GrpcCode::InvalidArgument,
+            4 => GrpcCode::DeadlineExceeded,
+            5 => GrpcCode::NotFound,
+            6 => GrpcCode::AlreadyExists,
+            7 => GrpcCode::PermissionDenied,
+            8 => GrpcCode::ResourceExhausted,
+            9 => GrpcCode::FailedPrecondition,
+            10 => GrpcCode::Aborted,
+            11 => GrpcCode::OutOfRange,
+            12 => GrpcCode::Unimplemented,
+            13 => GrpcCode::Internal,
+            14 => GrpcCode::Unavailable,
+            15 => GrpcCode::DataLoss,
+            16 => GrpcCode::Unauthenticated,
+            other => GrpcCode::Other(other),
+        }
+    }
+
+    /// The number on the wire, for `rpc.grpc.status_code`.
+    pub(crate) fn as_i64(self) -> i64 {
+        i64::from(match self {
+            GrpcCode::Ok => 0,
+            GrpcCode::Cancelled => 1,
+            GrpcCode::Unknown => 2,
+            GrpcCode::InvalidArgument => 3,
+            GrpcCode::DeadlineExceeded => 4,
+            GrpcCode::NotFound => 5,
+            GrpcCode::AlreadyExists => 6,
+            GrpcCode::PermissionDenied => 7,
+            GrpcCode::ResourceExhausted => 8,
+            GrpcCode::FailedPrecondition => 9,
+            GrpcCode::Aborted => 10,
+            GrpcCode::OutOfRange => 11,
+            GrpcCode::Unimplemented => 12,
+            GrpcCode::Internal => 13,
+            GrpcCode::Unavailable => 14,
+            GrpcCode::DataLoss => 15,
+            GrpcCode::Unauthenticated => 16,
+            GrpcCode::Other(n) => n,
+        })
+    }
+
+    /// The canonical name, or `UNKNOWN_CODE` for a number gRPC does not define.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            GrpcCode::Ok => "OK",
+            GrpcCode::Cancelled => "CANCELLED",
+            GrpcCode::Unknown => "UNKNOWN",
+            GrpcCode::InvalidArgument => "INVALID_ARGUMENT",
+            GrpcCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            GrpcCode::NotFound => "NOT_FOUND",
+            GrpcCode::AlreadyExists => "ALREADY_EXISTS",
+            GrpcCode::PermissionDenied => "PERMISSION_DENIED",
+            GrpcCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            GrpcCode::FailedPrecondition => "FAILED_PRECONDITION",
+            GrpcCode::Aborted => "ABORTED",
+            GrpcCode::OutOfRange => "OUT_OF_RANGE",
+            GrpcCode::Unimplemented => "UNIMPLEMENTED",
+            GrpcCode::Internal => "INTERNAL",
+            GrpcCode::Unavailable => "UNAVAILABLE",
+            GrpcCode::DataLoss => "DATA_LOSS",
+            GrpcCode::Unauthenticated => "UNAUTHENTICATED",
+            GrpcCode::Other(_) => "UNKNOWN_CODE",
+        }
+    }
+
+    /// Whether this code marks the span as failed. For clients every code but OK does; for
+    /// servers only the codes that say the server failed (UNKNOWN, DEADLINE_EXCEEDED,
+    /// UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), not those that blame the caller.
+    pub(crate) fn is_error(self, side: Side) -> bool {
+        match side {
+            Side::Client => self != GrpcCode::Ok,
+            Side::Server => matches!(
+                self,
+                GrpcCode::Unknown
+                    | GrpcCode::DeadlineExceeded
+                    | GrpcCode::Unimplemented
+                    | GrpcCode::Internal
+                    | GrpcCode::Unavailable
+                    | GrpcCode::DataLoss
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +203,7 @@ mod tests {
             GRPC_MESSAGE,
             "no%20healthy%20upstream%zz%4".parse().unwrap(),
         );
-        assert_eq!(status(&h), Some(14));
+        assert_eq!(status(&h), Some(GrpcCode::Unavailable));
         assert_eq!(message(&h).unwrap(), "no healthy upstream%zz%4");
         h.insert(GRPC_STATUS, "x".parse().unwrap());
         assert_eq!(status(&h), None);
@@ -133,11 +211,18 @@ mod tests {
 
     #[test]
     fn server_and_client_judge_codes_differently() {
-        let server: Vec<i64> = (0..17).filter(|c| is_error(Side::Server, *c)).collect();
-        assert_eq!(server, [2, 4, 12, 13, 14, 15]);
-        let client: Vec<i64> = (0..17).filter(|c| is_error(Side::Client, *c)).collect();
-        assert_eq!(client, (1..17).collect::<Vec<_>>());
-        assert_eq!(code_name(14), "UNAVAILABLE");
-        assert_eq!(code_name(99), "UNKNOWN_CODE");
+        let failing = |side| -> Vec<i64> {
+            (0..17)
+                .map(GrpcCode::from_wire)
+                .filter(|c| c.is_error(side))
+                .map(GrpcCode::as_i64)
+                .collect()
+        };
+        assert_eq!(failing(Side::Server), [2, 4, 12, 13, 14, 15]);
+        assert_eq!(failing(Side::Client), (1..17).collect::<Vec<_>>());
+        assert_eq!(GrpcCode::from_wire(14), GrpcCode::Unavailable);
+        assert_eq!(GrpcCode::Unavailable.name(), "UNAVAILABLE");
+        assert_eq!(GrpcCode::from_wire(99).name(), "UNKNOWN_CODE");
+        assert_eq!(GrpcCode::from_wire(99).as_i64(), 99);
     }
 }

@@ -1,20 +1,13 @@
 //! The spans the layers open and the semantic-convention attributes they carry. Attribute
 //! names come from `opentelemetry-semantic-conventions`; numbers are recorded as `i64`.
 
-use super::grpc::{self, Side};
+use super::grpc::{GrpcCode, Side};
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 use opentelemetry::trace::Status;
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-/// Who answered a call: `upstream`, `envoy` or `unknown` ([`crate::mesh::envoy::Origin`]).
-#[cfg(any(feature = "reqwest", feature = "tonic"))]
-pub(crate) const REPLY_ORIGIN: &str = "meshtrace.reply.origin";
-/// Which local reply Envoy made ([`crate::mesh::envoy::EnvoyReply::as_str`]).
-#[cfg(any(feature = "reqwest", feature = "tonic"))]
-pub(crate) const ENVOY_REPLY: &str = "meshtrace.envoy.reply";
 
 /// The span of a request this process serves.
 pub(crate) fn server_span(name: &str) -> Span {
@@ -122,6 +115,15 @@ pub(crate) fn server_host_port<'a>(
     (!host.is_empty() && !host.contains(['/', '@', ' '])).then_some((host, port))
 }
 
+/// `server.address` and `server.port`: where the request was addressed to (servers) or
+/// sent to (clients).
+pub(crate) fn record_server_address(span: &Span, host: &str, port: Option<u16>) {
+    span.set_attribute(semconv::SERVER_ADDRESS, host.to_owned());
+    if let Some(port) = port {
+        span.set_attribute(semconv::SERVER_PORT, i64::from(port));
+    }
+}
+
 /// `http.request.header.<name>` for the request headers the mesh cares about, as the string
 /// arrays the semantic conventions define. Each name comes with its attribute key, spelled
 /// out so that no key is built per request.
@@ -178,10 +180,10 @@ pub(crate) fn record_http_status(span: &Span, side: Side, status: StatusCode) {
 /// `rpc.grpc.status_code`, and an error status when the semantic conventions call the code a
 /// failure for this side, described by `grpc-message` when there is one.
 #[allow(deprecated)] // see `record_rpc`
-pub(crate) fn record_grpc_status(span: &Span, side: Side, code: i64, message: Option<String>) {
-    span.set_attribute(semconv::RPC_GRPC_STATUS_CODE, code);
-    if grpc::is_error(side, code) {
-        let name = grpc::code_name(code);
+pub(crate) fn record_grpc_status(span: &Span, side: Side, code: GrpcCode, message: Option<String>) {
+    span.set_attribute(semconv::RPC_GRPC_STATUS_CODE, code.as_i64());
+    if code.is_error(side) {
+        let name = code.name();
         span.set_attribute(semconv::ERROR_TYPE, name);
         span.set_status(Status::error(match message {
             Some(m) if !m.is_empty() => format!("{name}: {m}"),

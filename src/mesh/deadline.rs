@@ -38,6 +38,7 @@ pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
 
 /// Where a deadline came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeadlineSource {
     /// The caller's `grpc-timeout`.
     GrpcTimeout,
@@ -47,6 +48,7 @@ pub enum DeadlineSource {
 
 /// A budget header that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeadlineError {
     /// `grpc-timeout` is not 1–8 digits followed by one of `HMSmun`.
     #[error("grpc-timeout must be 1 to 8 digits and a unit (H, M, S, m, u, n)")]
@@ -142,6 +144,7 @@ impl Deadline {
 
 /// An outgoing call was not sent: the request being handled has no time left for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub struct BudgetExhausted {
     /// What was left of the deadline.
     pub remaining: Duration,

@@ -31,6 +31,7 @@ const RESET_REASON: &str = "reset reason: ";
 
 /// A reply Envoy made itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EnvoyReply {
     /// `503 no healthy upstream`: every host of the destination is ejected or failing
     /// health checks.
@@ -67,6 +68,7 @@ impl EnvoyReply {
 
 /// Who answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Origin {
     /// The upstream application (the response carries `x-envoy-upstream-service-time`):
     /// its 503 is its own, not the mesh's.
@@ -98,6 +100,7 @@ impl Origin {
 
 /// What went wrong in the mesh, as a caller wants to hear it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MeshError {
     /// A circuit breaker is open: back off instead of retrying at once.
     #[error("circuit open: the sidecar's circuit breaker for the destination overflowed")]

@@ -1,0 +1,103 @@
+//! [`MeshServerLayer`]: the options, and the `Layer` that wraps a service in [`MeshServer`].
+
+use super::MeshServer;
+use crate::instrument::propagation::Propagation;
+use crate::MeshPropagator;
+use std::fmt;
+use std::sync::Arc;
+use tower::Layer;
+
+type Filter = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
+
+/// Opens a server span per request with the caller's trace as its parent.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use meshtrace::server::MeshServerLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/orders/{id}", get(|| async { "ok" }))
+///     .route("/healthz", get(|| async { "ok" }))
+///     .layer(
+///         MeshServerLayer::new()
+///             .generate_request_id(true)
+///             .filter(|req| req.uri.path() != "/healthz"),
+///     );
+/// ```
+#[derive(Clone, Default)]
+pub struct MeshServerLayer {
+    propagator: Option<MeshPropagator>,
+    request_id: bool,
+    filter: Option<Filter>,
+}
+
+impl fmt::Debug for MeshServerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshServerLayer")
+            .field("propagator", &self.propagator)
+            .field("generate_request_id", &self.request_id)
+            .field("filter", &self.filter.as_ref().map(|_| "Fn"))
+            .finish()
+    }
+}
+
+impl MeshServerLayer {
+    /// A layer that extracts with the propagator given to [`crate::set_global_propagator`],
+    /// else opentelemetry's global propagator if one was registered, else
+    /// [`MeshPropagator::istio`]. That choice is made once, at the first request any
+    /// meshtrace layer handles: register the propagator before serving.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Extract with this propagator, whatever is registered globally.
+    pub fn propagator(mut self, propagator: MeshPropagator) -> Self {
+        self.propagator = Some(propagator);
+        self
+    }
+
+    /// When a request arrives without `x-request-id`, give it a new UUID v4 (as an edge
+    /// proxy would) before extraction, so the handler and every later hop share it.
+    /// Off by default: inside a mesh the sidecar sets one.
+    pub fn generate_request_id(mut self, generate: bool) -> Self {
+        self.request_id = generate;
+        self
+    }
+
+    /// Trace only the requests for which `filter` returns true (health checks and other
+    /// noise can be left out). Requests filtered out pass through untouched: no span, no
+    /// extraction.
+    pub fn filter(
+        mut self,
+        filter: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// The propagator to extract with, borrowed: no lock and no clone per request.
+    pub(super) fn propagation(&self) -> Propagation<'_> {
+        Propagation::resolve(self.propagator.as_ref())
+    }
+
+    pub(super) fn generates_request_id(&self) -> bool {
+        self.request_id
+    }
+
+    /// Whether a request with these parts is traced at all.
+    pub(super) fn traces(&self, parts: &http::request::Parts) -> bool {
+        self.filter.as_ref().is_none_or(|filter| filter(parts))
+    }
+
+    pub(super) fn has_filter(&self) -> bool {
+        self.filter.is_some()
+    }
+}
+
+impl<S> Layer<S> for MeshServerLayer {
+    type Service = MeshServer<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MeshServer::new(inner, self.clone())
+    }
+}

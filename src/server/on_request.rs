@@ -1,0 +1,165 @@
+//! What happens when a request arrives: extract the caller's context and deadline, make the
+//! span, record the request on it, and decide how the handler runs inside it.
+
+use super::make_span::{link_losers, make_span, set_parent, Call};
+use crate::instrument::propagation::Propagation;
+use crate::instrument::span;
+use crate::mesh::deadline::{Deadline, DeadlineError, DeadlineExt};
+use crate::propagation::passthrough::X_REQUEST_ID;
+use http::{HeaderMap, HeaderName, Request};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use std::sync::Once;
+use std::time::Instant;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Envoy's retry counter (`1` on the first try), recorded on the server span.
+const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+
+/// The budget a request arrived with (`grpc-timeout` or `x-envoy-expected-rq-timeout-ms`,
+/// the tighter), in milliseconds.
+const DEADLINE_REMAINING_MS: &str = "meshtrace.deadline.remaining_ms";
+
+/// The request headers recorded on the server span, with their attribute keys
+/// (`http.request.header.<name>`).
+const RECORDED_HEADERS: [(HeaderName, &str); 2] = [
+    (X_REQUEST_ID, "http.request.header.x-request-id"),
+    (
+        X_ENVOY_ATTEMPT_COUNT,
+        "http.request.header.x-envoy-attempt-count",
+    ),
+];
+
+/// A request being traced: its span, and how the handler runs inside it.
+pub(super) struct Traced {
+    pub(super) span: Span,
+    pub(super) grpc: bool,
+    /// The extracted context, made current while the handler runs when no OpenTelemetry
+    /// layer tracks the span, so that client layers can still forward the incoming headers.
+    fallback: Option<Context>,
+}
+
+impl Traced {
+    /// Runs `f` inside the span (and the fallback context, if any).
+    pub(super) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.span.enter();
+        let _attached = self.fallback.as_ref().map(|cx| cx.clone().attach());
+        f()
+    }
+}
+
+/// The steps, in order: extract, make the span, record the request, settle the scope.
+pub(super) fn start<B>(req: &Request<B>, propagation: Propagation<'_>) -> Traced {
+    let (cx, deadline) = extract(req.headers(), propagation);
+    let call = Call::of(req);
+    let span = make_span(req, call);
+    let parent_set = set_parent(&span, &cx);
+    link_losers(&span, &cx);
+    record_request(&span, req, call);
+    record_deadline(&span, &deadline);
+    Traced {
+        fallback: fallback(&span, parent_set, cx),
+        span,
+        grpc: call.is_grpc(),
+    }
+}
+
+/// The caller's context, carrying the request's deadline when it has one.
+fn extract(
+    headers: &HeaderMap,
+    propagation: Propagation<'_>,
+) -> (Context, Result<Option<Deadline>, DeadlineError>) {
+    let cx = propagation.extract(headers);
+    let deadline = Deadline::from_headers(headers, Instant::now());
+    match deadline {
+        Ok(Some(d)) => (cx.with_deadline(d), deadline),
+        _ => (cx, deadline),
+    }
+}
+
+/// The semantic-convention attributes of the request, and the mesh's headers.
+fn record_request<B>(span: &Span, req: &Request<B>, call: Call<'_>) {
+    let headers = req.headers();
+    match call {
+        Call::Grpc { service, method } => span::record_rpc(span, service, method),
+        Call::Http { route } => {
+            span::record_method(span, req.method());
+            span.set_attribute(semconv::URL_PATH, req.uri().path().to_owned());
+            if let Some(route) = route {
+                span.set_attribute(semconv::HTTP_ROUTE, route.to_owned());
+            }
+            span.set_attribute(
+                semconv::URL_SCHEME,
+                req.uri().scheme_str().unwrap_or("http").to_owned(),
+            );
+        }
+    }
+    if let Some((host, port)) = span::server_host_port(req.uri(), headers) {
+        span::record_server_address(span, host, port);
+    }
+    if let Some(version) = span::protocol_version(req.version()) {
+        span.set_attribute(semconv::NETWORK_PROTOCOL_VERSION, version);
+    }
+    if let Some(agent) = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        span.set_attribute(semconv::USER_AGENT_ORIGINAL, agent.to_owned());
+    }
+    span::record_request_headers(span, headers, &RECORDED_HEADERS);
+}
+
+/// The time the request arrived with, or an event saying its budget header was unreadable.
+fn record_deadline(span: &Span, deadline: &Result<Option<Deadline>, DeadlineError>) {
+    match deadline {
+        Ok(Some(deadline)) => span.set_attribute(
+            DEADLINE_REMAINING_MS,
+            i64::try_from(deadline.remaining().as_millis()).unwrap_or(i64::MAX),
+        ),
+        Ok(None) => {}
+        Err(e) => span.add_event(
+            "meshtrace.deadline.invalid",
+            vec![KeyValue::new(semconv::EXCEPTION_MESSAGE, e.to_string())],
+        ),
+    }
+}
+
+/// `cx`, when the span is not tracked and the handler should run in the extracted context.
+///
+/// `set_parent` also succeeds, doing nothing, when an OpenTelemetry layer is installed but
+/// its own filter leaves this span out; only a started span with a context says the span is
+/// tracked. (Starting it here costs nothing: the handler enters it next.)
+fn fallback(span: &Span, parent_set: bool, cx: Context) -> Option<Context> {
+    if parent_set && span.context().has_active_span() {
+        None
+    } else {
+        warn_untracked();
+        Some(cx)
+    }
+}
+
+fn warn_untracked() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "meshtrace: the server span is not tracked by a tracing-opentelemetry layer \
+             (none installed, or the span is filtered out); incoming trace headers are \
+             forwarded unchanged but no spans are recorded"
+        );
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RECORDED_HEADERS;
+    use opentelemetry_semantic_conventions::attribute::HTTP_REQUEST_HEADER;
+
+    #[test]
+    fn recorded_header_keys_follow_the_convention() {
+        for (name, key) in RECORDED_HEADERS {
+            assert_eq!(key, format!("{HTTP_REQUEST_HEADER}.{}", name.as_str()));
+        }
+    }
+}
