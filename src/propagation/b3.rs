@@ -2,18 +2,9 @@
 
 use super::hex;
 
-/// The single B3 header.
-pub const B3: &str = "b3";
-/// Multi-header trace id.
-pub const X_B3_TRACEID: &str = "x-b3-traceid";
-/// Multi-header span id.
-pub const X_B3_SPANID: &str = "x-b3-spanid";
-/// Multi-header parent span id: read, never injected.
-pub const X_B3_PARENTSPANID: &str = "x-b3-parentspanid";
-/// Multi-header sampling decision.
-pub const X_B3_SAMPLED: &str = "x-b3-sampled";
-/// Multi-header debug flag.
-pub const X_B3_FLAGS: &str = "x-b3-flags";
+pub use super::format::name::{
+    B3, X_B3_FLAGS, X_B3_PARENTSPANID, X_B3_SAMPLED, X_B3_SPANID, X_B3_TRACEID,
+};
 
 /// A B3 sampling state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,8 +8,7 @@ use super::percent;
 use opentelemetry::baggage::{Baggage, BaggageMetadata};
 use opentelemetry::{Key, StringValue};
 
-/// Header name of W3C baggage.
-pub const BAGGAGE: &str = "baggage";
+pub use super::format::name::BAGGAGE;
 /// Most members that must be propagated.
 pub const MAX_MEMBERS: usize = 64;
 /// Most bytes (all baggage lines together) that must be propagated.

@@ -9,6 +9,7 @@
 pub mod b3;
 pub mod baggage;
 pub mod env;
+pub mod format;
 mod global;
 mod hex;
 pub mod passthrough;
@@ -16,8 +17,10 @@ pub(crate) mod percent;
 pub mod traceparent;
 
 use self::b3::{B3Context, B3Error, MultiHeaders, SamplingState, B3};
+use self::format::name;
+pub use self::format::{B3Encoding, Format, Formats};
 pub use self::global::{global_propagator, set_global_propagator};
-use self::passthrough::{PassThrough, X_OT_SPAN_CONTEXT, X_REQUEST_ID};
+use self::passthrough::PassThrough;
 use self::traceparent::{TraceparentError, TracestateError, FLAG_RANDOM, FLAG_SAMPLED};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
@@ -26,155 +29,7 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 use std::fmt;
-use std::ops::BitOr;
 use std::sync::Arc;
-
-/// A propagation format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// W3C `traceparent` + `tracestate`.
-    TraceContext,
-    /// W3C `baggage`.
-    Baggage,
-    /// B3 single header `b3`.
-    B3Single,
-    /// B3 multi headers `x-b3-*`.
-    B3Multi,
-    /// Pass-through headers (`x-request-id`, `x-ot-span-context`, extras).
-    PassThrough,
-}
-
-impl Format {
-    /// The format's name as `OTEL_PROPAGATORS` spells it (`passthrough` for pass-through).
-    ///
-    /// ```
-    /// assert_eq!(meshtrace::Format::B3Multi.as_str(), "b3multi");
-    /// ```
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Format::TraceContext => "tracecontext",
-            Format::Baggage => "baggage",
-            Format::B3Single => "b3",
-            Format::B3Multi => "b3multi",
-            Format::PassThrough => "passthrough",
-        }
-    }
-
-    const fn bit(self) -> u8 {
-        match self {
-            Format::TraceContext => 1,
-            Format::Baggage => 2,
-            Format::B3Single => 4,
-            Format::B3Multi => 8,
-            Format::PassThrough => 16,
-        }
-    }
-
-    const fn is_trace(self) -> bool {
-        matches!(
-            self,
-            Format::TraceContext | Format::B3Single | Format::B3Multi
-        )
-    }
-}
-
-/// A set of [`Format`]s.
-///
-/// ```
-/// use meshtrace::{Format, Formats};
-/// let f = Formats::TRACE_CONTEXT | Format::B3Multi;
-/// assert!(f.contains(Format::B3Multi) && !f.contains(Format::B3Single));
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Formats(u8);
-
-impl Formats {
-    /// No format.
-    pub const NONE: Formats = Formats(0);
-    /// W3C trace context.
-    pub const TRACE_CONTEXT: Formats = Formats(Format::TraceContext.bit());
-    /// W3C baggage.
-    pub const BAGGAGE: Formats = Formats(Format::Baggage.bit());
-    /// B3 single and multi.
-    pub const B3: Formats = Formats(Format::B3Single.bit() | Format::B3Multi.bit());
-    /// Pass-through headers.
-    pub const PASS_THROUGH: Formats = Formats(Format::PassThrough.bit());
-    /// Every format.
-    pub const ALL: Formats = Formats(31);
-    /// What the Istio preset extracts: everything.
-    pub const ISTIO_EXTRACT: Formats = Formats::ALL;
-    /// What the Istio preset injects: everything but the B3 single header.
-    pub const ISTIO_INJECT: Formats = Formats(31 & !Format::B3Single.bit());
-
-    /// Is `format` in the set?
-    pub const fn contains(self, format: Format) -> bool {
-        self.0 & format.bit() != 0
-    }
-
-    /// The set with `format` added.
-    pub const fn with(self, format: Format) -> Formats {
-        Formats(self.0 | format.bit())
-    }
-
-    /// The set with `format` removed.
-    pub const fn without(self, format: Format) -> Formats {
-        Formats(self.0 & !format.bit())
-    }
-
-    /// Is the set empty?
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    fn iter(self) -> impl Iterator<Item = Format> {
-        [
-            Format::TraceContext,
-            Format::Baggage,
-            Format::B3Single,
-            Format::B3Multi,
-            Format::PassThrough,
-        ]
-        .into_iter()
-        .filter(move |f| self.contains(*f))
-    }
-}
-
-impl From<Format> for Formats {
-    fn from(f: Format) -> Self {
-        Formats(f.bit())
-    }
-}
-
-impl<T: Into<Formats>> BitOr<T> for Formats {
-    type Output = Formats;
-    fn bitor(self, rhs: T) -> Formats {
-        Formats(self.0 | rhs.into().0)
-    }
-}
-
-impl BitOr for Format {
-    type Output = Formats;
-    fn bitor(self, rhs: Format) -> Formats {
-        Formats(self.bit() | rhs.bit())
-    }
-}
-
-impl fmt::Debug for Formats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
-    }
-}
-
-/// How B3 is written on inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum B3Encoding {
-    /// The single `b3` header (OpenTelemetry's default).
-    Single,
-    /// The `x-b3-*` headers (what Istio's documentation lists).
-    Multi,
-    /// Both.
-    Both,
-}
 
 /// A mistake in a [`MeshPropagatorBuilder`] configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -412,18 +267,6 @@ impl Default for MeshPropagatorBuilder {
 
 const DEFAULT_PRIORITY: [Format; 3] = [Format::TraceContext, Format::B3Single, Format::B3Multi];
 
-const RESERVED: [&str; 9] = [
-    traceparent::TRACEPARENT,
-    traceparent::TRACESTATE,
-    baggage::BAGGAGE,
-    b3::B3,
-    b3::X_B3_TRACEID,
-    b3::X_B3_SPANID,
-    b3::X_B3_PARENTSPANID,
-    b3::X_B3_SAMPLED,
-    b3::X_B3_FLAGS,
-];
-
 impl MeshPropagatorBuilder {
     /// Nothing extracted or injected; `x-request-id` and `x-ot-span-context` are the
     /// pass-through names (used once [`Format::PassThrough`] is enabled).
@@ -433,8 +276,8 @@ impl MeshPropagatorBuilder {
             inject: Formats::NONE,
             priority: DEFAULT_PRIORITY.to_vec(),
             pass_through: vec![
-                X_REQUEST_ID.as_str().to_owned(),
-                X_OT_SPAN_CONTEXT.as_str().to_owned(),
+                name::X_REQUEST_ID.to_owned(),
+                name::X_OT_SPAN_CONTEXT.to_owned(),
             ],
             max_pass_through_len: passthrough::DEFAULT_MAX_LEN,
             random_trace_ids: true,
@@ -524,7 +367,7 @@ impl MeshPropagatorBuilder {
         }
         let mut names = Vec::with_capacity(self.pass_through.len());
         for name in self.pass_through {
-            if RESERVED.contains(&name.as_str()) {
+            if format::OWNED.contains(&name.as_str()) {
                 return Err(BuildError::ReservedHeaderName(name));
             }
             let header = HeaderName::from_bytes(name.as_bytes())
@@ -534,24 +377,12 @@ impl MeshPropagatorBuilder {
         let mut fields = Vec::new();
         for f in self.inject.iter() {
             match f {
-                Format::TraceContext => fields
-                    .extend([traceparent::TRACEPARENT, traceparent::TRACESTATE].map(String::from)),
-                Format::Baggage => fields.push(baggage::BAGGAGE.to_owned()),
-                Format::B3Single => fields.push(b3::B3.to_owned()),
-                Format::B3Multi => fields.extend(
-                    [
-                        b3::X_B3_TRACEID,
-                        b3::X_B3_SPANID,
-                        b3::X_B3_SAMPLED,
-                        b3::X_B3_FLAGS,
-                    ]
-                    .map(String::from),
-                ),
                 Format::PassThrough => fields.extend(names.iter().map(|n| n.as_str().to_owned())),
+                f => fields.extend(f.injected().iter().map(|&n| n.to_owned())),
             }
         }
         let mut first_bytes = [false; 256];
-        for name in RESERVED
+        for name in format::OWNED
             .iter()
             .copied()
             .chain(names.iter().map(HeaderName::as_str))
@@ -666,16 +497,6 @@ impl Candidate {
     }
 }
 
-/// Header names as the fast path matches them.
-const H_TRACEPARENT: HeaderName = HeaderName::from_static(traceparent::TRACEPARENT);
-const H_TRACESTATE: HeaderName = HeaderName::from_static(traceparent::TRACESTATE);
-const H_BAGGAGE: HeaderName = HeaderName::from_static(baggage::BAGGAGE);
-const H_B3: HeaderName = HeaderName::from_static(b3::B3);
-const H_B3_TRACEID: HeaderName = HeaderName::from_static(b3::X_B3_TRACEID);
-const H_B3_SPANID: HeaderName = HeaderName::from_static(b3::X_B3_SPANID);
-const H_B3_SAMPLED: HeaderName = HeaderName::from_static(b3::X_B3_SAMPLED);
-const H_B3_FLAGS: HeaderName = HeaderName::from_static(b3::X_B3_FLAGS);
-
 impl MeshPropagator {
     /// The preset for Istio / Envoy meshes: extracts traceparent/tracestate, baggage, B3
     /// single, B3 multi and the pass-through headers; injects traceparent/tracestate,
@@ -749,32 +570,36 @@ impl MeshPropagator {
             }
             let v = value.as_bytes();
             match name_str {
-                traceparent::TRACEPARENT => {
+                name::TRACEPARENT => {
                     if ex.contains(Format::TraceContext) {
                         raw.traceparent.push(v);
                     }
                 }
-                traceparent::TRACESTATE => {
+                name::TRACESTATE => {
                     if ex.contains(Format::TraceContext) {
                         raw.tracestate.push(v);
                     }
                 }
-                baggage::BAGGAGE => {
+                name::BAGGAGE => {
                     if ex.contains(Format::Baggage) {
                         raw.baggage.push(v);
                     }
                 }
                 // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
-                b3::B3 => first(&mut raw.b3, v, ex.contains(Format::B3Single)),
-                b3::X_B3_TRACEID => first(&mut raw.multi.trace_id, v, ex.contains(Format::B3Multi)),
-                b3::X_B3_SPANID => first(&mut raw.multi.span_id, v, ex.contains(Format::B3Multi)),
-                b3::X_B3_PARENTSPANID => first(
+                name::B3 => first(&mut raw.b3, v, ex.contains(Format::B3Single)),
+                name::X_B3_TRACEID => {
+                    first(&mut raw.multi.trace_id, v, ex.contains(Format::B3Multi))
+                }
+                name::X_B3_SPANID => first(&mut raw.multi.span_id, v, ex.contains(Format::B3Multi)),
+                name::X_B3_PARENTSPANID => first(
                     &mut raw.multi.parent_span_id,
                     v,
                     ex.contains(Format::B3Multi),
                 ),
-                b3::X_B3_SAMPLED => first(&mut raw.multi.sampled, v, ex.contains(Format::B3Multi)),
-                b3::X_B3_FLAGS => first(&mut raw.multi.flags, v, ex.contains(Format::B3Multi)),
+                name::X_B3_SAMPLED => {
+                    first(&mut raw.multi.sampled, v, ex.contains(Format::B3Multi))
+                }
+                name::X_B3_FLAGS => first(&mut raw.multi.flags, v, ex.contains(Format::B3Multi)),
                 _ => {
                     if ex.contains(Format::PassThrough)
                         && cfg.pass_through.contains(name)
@@ -809,11 +634,11 @@ impl MeshPropagator {
         let mut tracestate = None;
         let mut baggage_lines = None;
         if ex.contains(Format::TraceContext) {
-            traceparent = extractor.get_all(traceparent::TRACEPARENT);
-            tracestate = extractor.get_all(traceparent::TRACESTATE);
+            traceparent = extractor.get_all(name::TRACEPARENT);
+            tracestate = extractor.get_all(name::TRACESTATE);
         }
         if ex.contains(Format::Baggage) {
-            baggage_lines = extractor.get_all(baggage::BAGGAGE);
+            baggage_lines = extractor.get_all(name::BAGGAGE);
         }
         for v in traceparent.iter().flatten() {
             raw.traceparent.push(v.as_bytes());
@@ -826,15 +651,15 @@ impl MeshPropagator {
         }
         let text = |name: &str| extractor.get(name).map(str::as_bytes);
         if ex.contains(Format::B3Single) {
-            raw.b3 = text(b3::B3);
+            raw.b3 = text(name::B3);
         }
         if ex.contains(Format::B3Multi) {
             raw.multi = MultiHeaders {
-                trace_id: text(b3::X_B3_TRACEID),
-                span_id: text(b3::X_B3_SPANID),
-                parent_span_id: text(b3::X_B3_PARENTSPANID),
-                sampled: text(b3::X_B3_SAMPLED),
-                flags: text(b3::X_B3_FLAGS),
+                trace_id: text(name::X_B3_TRACEID),
+                span_id: text(name::X_B3_SPANID),
+                parent_span_id: text(name::X_B3_PARENTSPANID),
+                sampled: text(name::X_B3_SAMPLED),
+                flags: text(name::X_B3_FLAGS),
             };
         }
         if ex.contains(Format::PassThrough) {
@@ -1062,33 +887,33 @@ impl MeshPropagator {
                     // This process started the trace, with a random id.
                     flags |= FLAG_RANDOM;
                 }
-                out.put(&H_TRACEPARENT, |buf| {
+                out.put(&format::TRACEPARENT, |buf| {
                     buf.extend_from_slice(&traceparent::write_traceparent(trace_id, span_id, flags))
                 });
-                out.put(&H_TRACESTATE, |buf| {
+                out.put(&format::TRACESTATE, |buf| {
                     traceparent::write_tracestate(sc.trace_state(), buf)
                 });
             }
             if inj.contains(Format::B3Single) {
-                out.put(&H_B3, |buf| {
+                out.put(&format::B3, |buf| {
                     let mut single = [0u8; b3::SINGLE_MAX];
                     let n = b3::write_single(trace_id, narrow, span_id, sampling, &mut single);
                     buf.extend_from_slice(&single[..n]);
                 });
             }
             if inj.contains(Format::B3Multi) {
-                out.put(&H_B3_TRACEID, |buf| {
+                out.put(&format::X_B3_TRACEID, |buf| {
                     buf.extend_from_slice(b3::write_trace_id(trace_id, narrow, &mut [0u8; 32]))
                 });
-                out.put(&H_B3_SPANID, |buf| {
+                out.put(&format::X_B3_SPANID, |buf| {
                     let mut id = [0u8; 16];
                     hex::encode_into(u128::from(span_id), &mut id);
                     buf.extend_from_slice(&id);
                 });
                 match sampling {
-                    SamplingState::Accept => out.put_static(&H_B3_SAMPLED, "1"),
-                    SamplingState::Deny => out.put_static(&H_B3_SAMPLED, "0"),
-                    SamplingState::Debug => out.put_static(&H_B3_FLAGS, "1"),
+                    SamplingState::Accept => out.put_static(&format::X_B3_SAMPLED, "1"),
+                    SamplingState::Deny => out.put_static(&format::X_B3_SAMPLED, "0"),
+                    SamplingState::Debug => out.put_static(&format::X_B3_FLAGS, "1"),
                     SamplingState::Deferred => {}
                 }
             }
@@ -1098,8 +923,10 @@ impl MeshPropagator {
             if !baggage.is_empty() {
                 // Baggage as received, unless the application changed it.
                 match mesh.and_then(|m| m.baggage_received.as_ref()?.unchanged_in(cx)) {
-                    Some(raw) => out.put(&H_BAGGAGE, |buf| buf.extend_from_slice(raw)),
-                    None => out.put(&H_BAGGAGE, |buf| baggage::encode_baggage_into(baggage, buf)),
+                    Some(raw) => out.put(&format::BAGGAGE, |buf| buf.extend_from_slice(raw)),
+                    None => out.put(&format::BAGGAGE, |buf| {
+                        baggage::encode_baggage_into(baggage, buf)
+                    }),
                 }
             }
         }

@@ -6,10 +6,7 @@
 use super::hex;
 use opentelemetry::trace::TraceState;
 
-/// Header name of the W3C trace parent.
-pub const TRACEPARENT: &str = "traceparent";
-/// Header name of the W3C trace state.
-pub const TRACESTATE: &str = "tracestate";
+pub use super::format::name::{TRACEPARENT, TRACESTATE};
 
 /// Flag bit: the caller may have recorded this trace.
 pub const FLAG_SAMPLED: u8 = 0x01;
