@@ -1,18 +1,19 @@
 //! Extraction: one walk over the headers (a `HeaderMap`, or any [`Extractor`] name by
 //! name) gathers the lines each format needs; each format is then parsed once, the rules of
-//! `SPECS.md` section 6 pick the remote parent, and baggage is attached.
+//! [`resolve`](super::resolve) pick the remote parent, and baggage is attached.
 
-use super::b3::{self, B3Context, MultiHeaders, SamplingState, B3};
+use super::b3::{self, MultiHeaders, B3};
 use super::baggage;
-use super::context::{ExtractError, LosingContext, MeshContext, ReceivedBaggage, RemoteParent};
+use super::context::{ExtractError, MeshContext, ReceivedBaggage};
 use super::format::{name, Format};
 use super::passthrough::PassThrough;
-use super::traceparent::{self, TraceparentError, FLAG_RANDOM, FLAG_SAMPLED};
+use super::resolve::{self, Candidate, Candidates};
+use super::traceparent::{self, TraceparentError};
 use super::MeshPropagator;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{TraceContextExt, TraceState};
 use opentelemetry::Context;
 
 /// Header values seen for one name: most requests carry one, some carry several lines.
@@ -49,63 +50,19 @@ impl<'a> Lines<'a> {
 /// Everything the formats need from one request, gathered in one walk over its headers.
 #[derive(Debug, Default)]
 struct Raw<'a> {
-    traceparent: Lines<'a>,
-    tracestate: Lines<'a>,
+    trace: TraceHeaders<'a>,
     baggage: Lines<'a>,
-    b3: Option<&'a [u8]>,
-    multi: MultiHeaders<'a>,
     pass_through: PassThrough,
     dropped: Vec<HeaderName>,
 }
 
-/// One format's valid context, before the formats are reconciled.
-#[derive(Debug, Clone)]
-struct Candidate {
-    format: Format,
-    trace_id: u128,
-    span_id: u64,
-    sampling: SamplingState,
-    random: bool,
-    b3_parent: Option<u64>,
-    narrow: bool,
-    trace_state: TraceState,
-}
-
-impl Candidate {
-    fn from_b3(format: Format, b: B3Context) -> Self {
-        Candidate {
-            format,
-            trace_id: b.trace_id,
-            span_id: b.span_id,
-            sampling: b.sampling,
-            random: false,
-            b3_parent: b.parent_span_id,
-            narrow: b.trace_id_64bit,
-            trace_state: TraceState::NONE,
-        }
-    }
-
-    fn span_context(
-        &self,
-        sampling: SamplingState,
-        random: bool,
-        trace_state: TraceState,
-    ) -> SpanContext {
-        let mut flags = 0;
-        if sampling.is_sampled() == Some(true) {
-            flags |= FLAG_SAMPLED;
-        }
-        if random {
-            flags |= FLAG_RANDOM;
-        }
-        SpanContext::new(
-            TraceId::from(self.trace_id),
-            SpanId::from(self.span_id),
-            TraceFlags::new(flags),
-            true,
-            trace_state,
-        )
-    }
+/// The lines of the trace formats.
+#[derive(Debug, Default)]
+struct TraceHeaders<'a> {
+    traceparent: Lines<'a>,
+    tracestate: Lines<'a>,
+    b3: Option<&'a [u8]>,
+    multi: MultiHeaders<'a>,
 }
 
 impl MeshPropagator {
@@ -119,6 +76,7 @@ impl MeshPropagator {
         let cfg = &*self.cfg;
         let ex = cfg.extract;
         let mut raw = Raw::default();
+        let t = &mut raw.trace;
         for (name, value) in headers {
             let name_str = name.as_str();
             if !cfg.first_bytes[usize::from(name_str.as_bytes()[0])] {
@@ -128,12 +86,12 @@ impl MeshPropagator {
             match name_str {
                 name::TRACEPARENT => {
                     if ex.contains(Format::TraceContext) {
-                        raw.traceparent.push(v);
+                        t.traceparent.push(v);
                     }
                 }
                 name::TRACESTATE => {
                     if ex.contains(Format::TraceContext) {
-                        raw.tracestate.push(v);
+                        t.tracestate.push(v);
                     }
                 }
                 name::BAGGAGE => {
@@ -142,20 +100,14 @@ impl MeshPropagator {
                     }
                 }
                 // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
-                name::B3 => first(&mut raw.b3, v, ex.contains(Format::B3Single)),
-                name::X_B3_TRACEID => {
-                    first(&mut raw.multi.trace_id, v, ex.contains(Format::B3Multi))
+                name::B3 => first(&mut t.b3, v, ex.contains(Format::B3Single)),
+                name::X_B3_TRACEID => first(&mut t.multi.trace_id, v, ex.contains(Format::B3Multi)),
+                name::X_B3_SPANID => first(&mut t.multi.span_id, v, ex.contains(Format::B3Multi)),
+                name::X_B3_PARENTSPANID => {
+                    first(&mut t.multi.parent_span_id, v, ex.contains(Format::B3Multi))
                 }
-                name::X_B3_SPANID => first(&mut raw.multi.span_id, v, ex.contains(Format::B3Multi)),
-                name::X_B3_PARENTSPANID => first(
-                    &mut raw.multi.parent_span_id,
-                    v,
-                    ex.contains(Format::B3Multi),
-                ),
-                name::X_B3_SAMPLED => {
-                    first(&mut raw.multi.sampled, v, ex.contains(Format::B3Multi))
-                }
-                name::X_B3_FLAGS => first(&mut raw.multi.flags, v, ex.contains(Format::B3Multi)),
+                name::X_B3_SAMPLED => first(&mut t.multi.sampled, v, ex.contains(Format::B3Multi)),
+                name::X_B3_FLAGS => first(&mut t.multi.flags, v, ex.contains(Format::B3Multi)),
                 _ => {
                     if ex.contains(Format::PassThrough)
                         && cfg.pass_through.contains(name)
@@ -174,7 +126,7 @@ impl MeshPropagator {
         raw.pass_through.order_by(&cfg.pass_through);
         raw.dropped
             .sort_by_key(|n| cfg.pass_through.iter().position(|c| c == n));
-        self.resolve(cx, raw)
+        self.finish(cx, raw)
     }
 
     /// Extracts from any carrier, asking it name by name.
@@ -193,20 +145,20 @@ impl MeshPropagator {
             baggage_lines = extractor.get_all(name::BAGGAGE);
         }
         for v in traceparent.iter().flatten() {
-            raw.traceparent.push(v.as_bytes());
+            raw.trace.traceparent.push(v.as_bytes());
         }
         for v in tracestate.iter().flatten() {
-            raw.tracestate.push(v.as_bytes());
+            raw.trace.tracestate.push(v.as_bytes());
         }
         for v in baggage_lines.iter().flatten() {
             raw.baggage.push(v.as_bytes());
         }
         let text = |name: &str| extractor.get(name).map(str::as_bytes);
         if ex.contains(Format::B3Single) {
-            raw.b3 = text(name::B3);
+            raw.trace.b3 = text(name::B3);
         }
         if ex.contains(Format::B3Multi) {
-            raw.multi = MultiHeaders {
+            raw.trace.multi = MultiHeaders {
                 trace_id: text(name::X_B3_TRACEID),
                 span_id: text(name::X_B3_SPANID),
                 parent_span_id: text(name::X_B3_PARENTSPANID),
@@ -227,23 +179,35 @@ impl MeshPropagator {
                 }
             }
         }
-        self.resolve(cx, raw)
+        self.finish(cx, raw)
     }
 
-    fn resolve(&self, cx: &Context, raw: Raw<'_>) -> Context {
-        let cfg = &*self.cfg;
+    /// Parses what the walk gathered into a child of `cx`.
+    fn finish(&self, cx: &Context, raw: Raw<'_>) -> Context {
         let mut mesh = MeshContext {
             pass_through: raw.pass_through,
             ..MeshContext::default()
         };
         mesh.errors
             .extend(raw.dropped.into_iter().map(ExtractError::PassThrough));
+        let cands = raw.trace.candidates(&mut mesh.errors);
+        let mut out = cx.clone();
+        if let Some(remote) = resolve::resolve(cands, self.cfg.priority, &mut mesh) {
+            out = out.with_remote_span_context(remote);
+        }
+        out = with_baggage(out, raw.baggage.as_slice(), &mut mesh);
+        if !mesh.is_empty() {
+            out = out.with_value(mesh);
+        }
+        out
+    }
+}
 
-        // One slot per trace format, in `Format` order: TraceContext, B3Single, B3Multi.
-        let mut cands: [Option<Candidate>; 3] = [None, None, None];
-        let mut sampling_only = [None, None];
-
-        let tp_lines = raw.traceparent.as_slice();
+impl TraceHeaders<'_> {
+    /// Each trace format's context, parsed; what was rejected goes to `errors`.
+    fn candidates(&self, errors: &mut Vec<ExtractError>) -> Candidates {
+        let mut cands = Candidates::default();
+        let tp_lines = self.traceparent.as_slice();
         if !tp_lines.is_empty() {
             let parsed = if tp_lines.len() > 1 || tp_lines[0].contains(&b',') {
                 Err(TraceparentError::Duplicate)
@@ -251,158 +215,59 @@ impl MeshPropagator {
                 traceparent::parse_traceparent(tp_lines[0])
             };
             match parsed {
+                // tracestate is read only with a valid traceparent.
                 Ok(tp) => {
-                    let trace_state = match traceparent::parse_tracestate(raw.tracestate.as_slice())
-                    {
-                        Ok(ts) => ts,
-                        Err(e) => {
-                            mesh.errors.push(e.into());
+                    let trace_state = traceparent::parse_tracestate(self.tracestate.as_slice())
+                        .unwrap_or_else(|e| {
+                            errors.push(e.into());
                             TraceState::NONE
-                        }
-                    };
-                    cands[0] = Some(Candidate {
-                        format: Format::TraceContext,
-                        trace_id: tp.trace_id,
-                        span_id: tp.parent_id,
-                        sampling: if tp.flags & FLAG_SAMPLED != 0 {
-                            SamplingState::Accept
-                        } else {
-                            SamplingState::Deny
-                        },
-                        random: tp.flags & FLAG_RANDOM != 0,
-                        b3_parent: None,
-                        narrow: false,
-                        trace_state,
-                    });
+                        });
+                    cands.put(Candidate::from_traceparent(tp, trace_state));
                 }
-                Err(e) => mesh.errors.push(e.into()),
+                Err(e) => errors.push(e.into()),
             }
         }
-        if let Some(v) = raw.b3 {
+        if let Some(v) = self.b3 {
             match b3::parse_single(v) {
-                Ok(B3::Context(b)) => cands[1] = Some(Candidate::from_b3(Format::B3Single, b)),
-                Ok(B3::SamplingOnly(s)) => sampling_only[0] = Some(s),
-                Err(e) => mesh.errors.push(ExtractError::B3Single(e)),
+                Ok(B3::Context(b)) => cands.put(Candidate::from_b3(Format::B3Single, b)),
+                Ok(B3::SamplingOnly(s)) => cands.put_sampling_only(Format::B3Single, s),
+                Err(e) => errors.push(ExtractError::B3Single(e)),
             }
         }
-        match b3::parse_multi(&raw.multi) {
-            Ok(Some(B3::Context(b))) => cands[2] = Some(Candidate::from_b3(Format::B3Multi, b)),
-            Ok(Some(B3::SamplingOnly(s))) => sampling_only[1] = Some(s),
+        match b3::parse_multi(&self.multi) {
+            Ok(Some(B3::Context(b))) => cands.put(Candidate::from_b3(Format::B3Multi, b)),
+            Ok(Some(B3::SamplingOnly(s))) => cands.put_sampling_only(Format::B3Multi, s),
             Ok(None) => {}
-            Err(e) => mesh.errors.push(ExtractError::B3Multi(e)),
+            Err(e) => errors.push(ExtractError::B3Multi(e)),
         }
-        let sampling_only = sampling_only[0].or(sampling_only[1]);
-
-        let slot = |f: Format| match f {
-            Format::TraceContext => 0,
-            Format::B3Single => 1,
-            _ => 2,
-        };
-        let order = cfg.priority.map(slot);
-        let mut winner = order.into_iter().find(|&i| cands[i].is_some());
-
-        // Same trace, different span: a sidecar rewrote one format. If B3 names the
-        // traceparent's span as its parent, B3 is the newer hop.
-        if let (Some(0), Some(tc)) = (winner, &cands[0]) {
-            if let Some(newer) = order.into_iter().find(|&i| {
-                cands[i].as_ref().is_some_and(|c| {
-                    c.format != Format::TraceContext
-                        && c.trace_id == tc.trace_id
-                        && c.span_id != tc.span_id
-                        && c.b3_parent == Some(tc.span_id)
-                })
-            }) {
-                winner = Some(newer);
-            }
-        }
-
-        let mut out = cx.clone();
-        match winner {
-            Some(wi) => {
-                let (trace_id, span_id, own) = cands[wi]
-                    .as_ref()
-                    .map(|w| (w.trace_id, w.span_id, w.sampling))
-                    .expect("the winner's slot is filled");
-                let mut agreed = None;
-                let (mut debug, mut narrow, mut random) = (false, false, false);
-                let mut trace_state = TraceState::NONE;
-                // Agreeing formats (same ids) lend their decision to a deferred winner and
-                // their debug flag to any winner; the same trace keeps B3's 64-bit width
-                // and W3C's random flag and tracestate.
-                for i in order {
-                    let Some(c) = cands[i].as_mut() else { continue };
-                    if c.trace_id != trace_id {
-                        continue;
-                    }
-                    narrow |= c.narrow;
-                    if c.format == Format::TraceContext {
-                        random = c.random;
-                        trace_state = if c.span_id == span_id {
-                            std::mem::take(&mut c.trace_state)
-                        } else {
-                            c.trace_state.clone()
-                        };
-                    }
-                    if c.span_id == span_id {
-                        debug |= c.sampling == SamplingState::Debug;
-                        if agreed.is_none() && c.sampling != SamplingState::Deferred {
-                            agreed = Some(c.sampling);
-                        }
-                    }
-                }
-                let mut sampling = match own {
-                    SamplingState::Deferred => agreed.or(sampling_only).unwrap_or(own),
-                    decided => decided,
-                };
-                if debug {
-                    sampling = SamplingState::Debug;
-                }
-                let w = cands[wi].take().expect("winner slot is filled");
-                mesh.losing = order
-                    .into_iter()
-                    .filter_map(|i| cands[i].take())
-                    .filter(|c| c.trace_id != trace_id || c.span_id != span_id)
-                    .map(|c| LosingContext {
-                        format: c.format,
-                        span_context: c.span_context(c.sampling, c.random, c.trace_state.clone()),
-                    })
-                    .collect();
-                mesh.remote = Some(RemoteParent {
-                    format: w.format,
-                    trace_id: TraceId::from(trace_id),
-                    span_id: SpanId::from(span_id),
-                    sampling,
-                    b3_trace_id_64bit: narrow,
-                });
-                out = out.with_remote_span_context(w.span_context(sampling, random, trace_state));
-            }
-            None => mesh.sampling_only = sampling_only,
-        }
-
-        let baggage_lines = raw.baggage.as_slice();
-        if !baggage_lines.is_empty() {
-            let (baggage, dropped) = baggage::parse_baggage(baggage_lines);
-            if dropped > 0 {
-                mesh.errors.push(ExtractError::Baggage(dropped));
-            }
-            if !baggage.is_empty() {
-                out = out.with_baggage(baggage);
-                if dropped == 0 {
-                    mesh.baggage_received = Some(ReceivedBaggage {
-                        raw: match baggage_lines {
-                            [one] => bytes::Bytes::copy_from_slice(one),
-                            many => many.join(&b","[..]).into(),
-                        },
-                        parsed: out.clone(),
-                    });
-                }
-            }
-        }
-        if !mesh.is_empty() {
-            out = out.with_value(mesh);
-        }
-        out
+        cands
     }
+}
+
+/// `out` with the baggage parsed from `lines`; the lines are kept as received when every
+/// member was valid, so that unchanged baggage goes out byte-for-byte.
+fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Context {
+    if lines.is_empty() {
+        return out;
+    }
+    let (baggage, dropped) = baggage::parse_baggage(lines);
+    if dropped > 0 {
+        mesh.errors.push(ExtractError::Baggage(dropped));
+    }
+    if baggage.is_empty() {
+        return out;
+    }
+    let out = out.with_baggage(baggage);
+    if dropped == 0 {
+        mesh.baggage_received = Some(ReceivedBaggage {
+            raw: match lines {
+                [one] => bytes::Bytes::copy_from_slice(one),
+                many => many.join(&b","[..]).into(),
+            },
+            parsed: out.clone(),
+        });
+    }
+    out
 }
 
 #[inline]

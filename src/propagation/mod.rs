@@ -17,6 +17,7 @@ mod global;
 mod hex;
 pub mod passthrough;
 pub(crate) mod percent;
+mod resolve;
 pub mod traceparent;
 
 use self::b3::SamplingState;
