@@ -58,6 +58,7 @@ pub enum B3 {
 
 /// Why a B3 header set was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum B3Error {
     /// Empty header, or the wrong number of `-` separated fields.
     #[error("b3 header has the wrong number of fields")]

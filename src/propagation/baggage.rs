@@ -16,6 +16,7 @@ pub const MAX_BYTES: usize = 8192;
 
 /// Why one baggage member was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BaggageError {
     /// The member has no `=` between key and value.
     #[error("baggage member without '='")]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 /// A mistake in a [`MeshPropagatorBuilder`] configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// A pass-through name that is not a valid HTTP header name.
     #[error("`{0}` is not a valid header name")]

@@ -16,6 +16,7 @@ use std::fmt;
 ///
 /// These are diagnostics: extraction still returns everything that was valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExtractError {
     /// `traceparent` was rejected (and `tracestate` with it).
     #[error(transparent)]
@@ -39,6 +40,7 @@ pub enum ExtractError {
 
 /// The remote parent chosen among the formats of an incoming request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RemoteParent {
     /// The format the winning context came from.
     pub format: Format,
@@ -54,6 +56,7 @@ pub struct RemoteParent {
 
 /// A context that lost a conflict, kept so the server span can link to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LosingContext {
     /// The format it came from.
     pub format: Format,

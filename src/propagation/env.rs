@@ -8,6 +8,7 @@ pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 
 /// One recognised value of `OTEL_PROPAGATORS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PropagatorName {
     /// `tracecontext`: W3C traceparent and tracestate.
     TraceContext,
@@ -42,6 +43,7 @@ impl PropagatorName {
 
 /// A value of `OTEL_PROPAGATORS` that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PropagatorsError {
     /// Not a propagator name anyone defines.
     #[error("OTEL_PROPAGATORS: unknown propagator `{0}`")]

@@ -75,6 +75,7 @@ pub(super) const OWNED: [&str; 9] = [
 
 /// A propagation format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Format {
     /// W3C `traceparent` + `tracestate`.
     TraceContext,
@@ -228,6 +229,7 @@ impl fmt::Debug for Formats {
 
 /// How B3 is written on inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum B3Encoding {
     /// The single `b3` header (OpenTelemetry's default).
     Single,

@@ -35,6 +35,7 @@ pub struct Traceparent {
 
 /// Why a `traceparent` value was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TraceparentError {
     /// More than one `traceparent` value (several header lines or a comma list).
     #[error("more than one traceparent value")]
@@ -71,6 +72,7 @@ pub enum TraceparentError {
 
 /// Why a `tracestate` was discarded (the trace itself is kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TracestateError {
     /// More than 32 list members.
     #[error("tracestate has more than 32 members")]
