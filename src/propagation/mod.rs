@@ -8,8 +8,9 @@
 //!
 //! Each job has its file: [`format`] (the formats and every header name), `builder`,
 //! `context` ([`MeshContext`]), `extract` (the walk over the headers), `resolve` (the rules
-//! of section 6) and `inject`; one module per wire format ([`traceparent`], [`baggage`],
-//! [`b3`], [`passthrough`]) holds its parser and writer.
+//! of section 6) and `inject`. One module per wire format ([`traceparent`], [`baggage`],
+//! [`b3`], [`passthrough`]) holds its parser and writer, over the codecs they share
+//! (`hex`, `percent`, `ows`).
 
 pub mod b3;
 pub mod baggage;
@@ -21,6 +22,7 @@ pub mod format;
 mod global;
 mod hex;
 mod inject;
+mod ows;
 pub mod passthrough;
 pub(crate) mod percent;
 mod resolve;

@@ -3,7 +3,7 @@
 //! Parsing works on bytes and never allocates for `traceparent`; `tracestate` allocates
 //! only for the [`TraceState`] it returns.
 
-use super::hex;
+use super::{hex, ows};
 use opentelemetry::trace::TraceState;
 
 pub use super::format::name::{TRACEPARENT, TRACESTATE};
@@ -91,17 +91,6 @@ pub enum TracestateError {
     DuplicateKey,
 }
 
-#[inline]
-fn trim_ows(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
-}
-
 /// Parses one `traceparent` value.
 ///
 /// ```
@@ -114,7 +103,7 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// );
 /// ```
 pub fn parse_traceparent(value: &[u8]) -> Result<Traceparent, TraceparentError> {
-    let v = trim_ows(value);
+    let v = ows::trim(value);
     if v.len() < V00_LEN {
         return Err(TraceparentError::TooShort(v.len()));
     }
@@ -189,7 +178,7 @@ fn raw_members<'a>(lines: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + Cl
     lines
         .iter()
         .flat_map(|line| line.split(|&b| b == b','))
-        .map(trim_ows)
+        .map(ows::trim)
         .filter(|m| !m.is_empty())
 }
 
