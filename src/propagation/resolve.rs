@@ -253,9 +253,12 @@ fn losers(
         .into_iter()
         .filter_map(|i| cands.slots[i].take())
         .filter(|c| c.trace_id != trace_id || c.span_id != span_id)
-        .map(|c| LosingContext {
-            format: c.format,
-            span_context: c.span_context(c.sampling, c.random, c.trace_state.clone()),
+        .map(|mut c| {
+            let trace_state = std::mem::take(&mut c.trace_state);
+            LosingContext {
+                format: c.format,
+                span_context: c.span_context(c.sampling, c.random, trace_state),
+            }
         })
         .collect()
 }
