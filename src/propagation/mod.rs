@@ -6,7 +6,7 @@
 //! context. It implements [`TextMapPropagator`] for any carrier, and has a faster path for
 //! [`http::HeaderMap`].
 //!
-//! Each job has its file: [`format`] (the formats and every header name), `builder`,
+//! Each job has its file: [`format`](mod@format) (the formats and every header name), `builder`,
 //! `context` ([`MeshContext`]), `extract` (the walk over the headers), `resolve` (the rules
 //! of section 6) and `inject`. One module per wire format ([`traceparent`], [`baggage`],
 //! [`b3`], [`passthrough`]) holds its parser and writer, over the codecs they share
