@@ -60,7 +60,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(name::X_REQUEST_ID)
 pub const X_OT_SPAN_CONTEXT: HeaderName = HeaderName::from_static(name::X_OT_SPAN_CONTEXT);
 
 /// The headers the trace and baggage formats own: a pass-through name may not be one of
-/// them, and the extract walk looks closer only at names that start like one of these.
+/// them, and the extract walk looks closer only at names that start like one of these (or
+/// like a pass-through name).
 pub(super) const OWNED: [&str; 9] = [
     name::TRACEPARENT,
     name::TRACESTATE,
