@@ -1,19 +1,10 @@
 //! B3 (Zipkin): the single `b3` header and the `x-b3-*` multi headers.
 
-use super::hex;
+use super::{hex, ows};
 
-/// The single B3 header.
-pub const B3: &str = "b3";
-/// Multi-header trace id.
-pub const X_B3_TRACEID: &str = "x-b3-traceid";
-/// Multi-header span id.
-pub const X_B3_SPANID: &str = "x-b3-spanid";
-/// Multi-header parent span id: read, never injected.
-pub const X_B3_PARENTSPANID: &str = "x-b3-parentspanid";
-/// Multi-header sampling decision.
-pub const X_B3_SAMPLED: &str = "x-b3-sampled";
-/// Multi-header debug flag.
-pub const X_B3_FLAGS: &str = "x-b3-flags";
+pub use super::format::name::{
+    B3, X_B3_FLAGS, X_B3_PARENTSPANID, X_B3_SAMPLED, X_B3_SPANID, X_B3_TRACEID,
+};
 
 /// A B3 sampling state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +58,7 @@ pub enum B3 {
 
 /// Why a B3 header set was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum B3Error {
     /// Empty header, or the wrong number of `-` separated fields.
     #[error("b3 header has the wrong number of fields")]
@@ -95,17 +87,6 @@ pub enum B3Error {
     /// The header came more than once.
     #[error("b3 header sent more than once")]
     Duplicate,
-}
-
-#[inline]
-fn trim_ows(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
 }
 
 fn trace_id(v: &[u8]) -> Result<(u128, bool), B3Error> {
@@ -159,7 +140,7 @@ fn single_sampling(v: &[u8]) -> Result<SamplingState, B3Error> {
 /// assert_eq!(parse_single(b"0").unwrap(), B3::SamplingOnly(SamplingState::Deny));
 /// ```
 pub fn parse_single(value: &[u8]) -> Result<B3, B3Error> {
-    let v = trim_ows(value);
+    let v = ows::trim(value);
     if v.len() == 1 {
         return single_sampling(v).map(B3::SamplingOnly);
     }
@@ -230,11 +211,11 @@ pub fn parse_multi(h: &MultiHeaders<'_>) -> Result<Option<B3>, B3Error> {
     if h.is_empty() {
         return Ok(None);
     }
-    let debug = h.flags.map(trim_ows) == Some(b"1");
+    let debug = h.flags.map(ows::trim) == Some(b"1");
     let sampling = if debug {
         SamplingState::Debug
     } else {
-        match h.sampled.map(trim_ows) {
+        match h.sampled.map(ows::trim) {
             Some(b"1") => SamplingState::Accept,
             Some(b"0") => SamplingState::Deny,
             Some(v) if v.eq_ignore_ascii_case(b"true") => SamplingState::Accept,
@@ -244,10 +225,10 @@ pub fn parse_multi(h: &MultiHeaders<'_>) -> Result<Option<B3>, B3Error> {
     };
     match (h.trace_id, h.span_id) {
         (Some(t), Some(s)) => {
-            let (trace_id, trace_id_64bit) = trace_id(trim_ows(t))?;
-            let span_id = span_id(trim_ows(s))?;
+            let (trace_id, trace_id_64bit) = trace_id(ows::trim(t))?;
+            let span_id = span_id(ows::trim(s))?;
             let parent_span_id = match h.parent_span_id {
-                Some(p) => parent_span_id(trim_ows(p))?,
+                Some(p) => parent_span_id(ows::trim(p))?,
                 None => None,
             };
             Ok(Some(B3::Context(B3Context {

@@ -4,12 +4,11 @@
 //! percent-decoded to UTF-8 (bad sequences become U+FFFD) and may contain `=`; properties
 //! after `;` are kept verbatim as the member's metadata.
 
-use super::percent;
+use super::{ows, percent};
 use opentelemetry::baggage::{Baggage, BaggageMetadata};
 use opentelemetry::{Key, StringValue};
 
-/// Header name of W3C baggage.
-pub const BAGGAGE: &str = "baggage";
+pub use super::format::name::BAGGAGE;
 /// Most members that must be propagated.
 pub const MAX_MEMBERS: usize = 64;
 /// Most bytes (all baggage lines together) that must be propagated.
@@ -17,6 +16,7 @@ pub const MAX_BYTES: usize = 8192;
 
 /// Why one baggage member was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BaggageError {
     /// The member has no `=` between key and value.
     #[error("baggage member without '='")]
@@ -57,20 +57,17 @@ fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
 }
 
-#[inline]
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
-}
-
 fn valid_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_tchar)
 }
 
 fn valid_properties(props: &str) -> bool {
     props.split(';').all(|prop| {
-        let prop = trim_ows(prop);
+        let prop = ows::trim_str(prop);
         match prop.split_once('=') {
-            Some((k, v)) => valid_token(trim_ows(k)) && trim_ows(v).bytes().all(is_baggage_octet),
+            Some((k, v)) => {
+                valid_token(ows::trim_str(k)) && ows::trim_str(v).bytes().all(is_baggage_octet)
+            }
             None => valid_token(prop),
         }
     })
@@ -85,11 +82,11 @@ fn valid_properties(props: &str) -> bool {
 /// ```
 pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
     let (kv, properties) = match member.split_once(';') {
-        Some((kv, props)) => (kv, trim_ows(props)),
+        Some((kv, props)) => (kv, ows::trim_str(props)),
         None => (member, ""),
     };
     let (key, value) = kv.split_once('=').ok_or(BaggageError::MissingEquals)?;
-    let (key, value) = (trim_ows(key), trim_ows(value));
+    let (key, value) = (ows::trim_str(key), ows::trim_str(value));
     if !valid_token(key) {
         return Err(BaggageError::InvalidKey);
     }
@@ -125,7 +122,7 @@ pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
                 dropped += 1;
                 continue;
             };
-            let trimmed = trim_ows(raw);
+            let trimmed = ows::trim_str(raw);
             if trimmed.is_empty() {
                 continue;
             }

@@ -1,6 +1,6 @@
 //! `OTEL_PROPAGATORS`: the OpenTelemetry environment variable that picks propagators.
 
-use super::{Format, Formats, MeshPropagatorBuilder};
+use super::{Format, Formats, MeshPropagator, MeshPropagatorBuilder};
 use std::str::FromStr;
 
 /// Name of the environment variable.
@@ -8,6 +8,7 @@ pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 
 /// One recognised value of `OTEL_PROPAGATORS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PropagatorName {
     /// `tracecontext`: W3C traceparent and tracestate.
     TraceContext,
@@ -42,6 +43,7 @@ impl PropagatorName {
 
 /// A value of `OTEL_PROPAGATORS` that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PropagatorsError {
     /// Not a propagator name anyone defines.
     #[error("OTEL_PROPAGATORS: unknown propagator `{0}`")]
@@ -173,4 +175,37 @@ impl FromStr for PropagatorList {
             None => Ok(list),
         }
     }
+}
+
+impl MeshPropagator {
+    /// Configured from `OTEL_PROPAGATORS` as the OpenTelemetry specification says: unset or
+    /// empty means `tracecontext,baggage`; unknown and unsupported values are skipped with a
+    /// warning. Use [`try_from_env`](Self::try_from_env) to refuse them instead.
+    pub fn from_env() -> Self {
+        let value = std::env::var(OTEL_PROPAGATORS).unwrap_or_default();
+        let (list, warnings) = PropagatorList::parse_lenient(&value);
+        for warning in &warnings {
+            warn(warning);
+        }
+        Self::from_list(list)
+    }
+
+    /// Configured from `OTEL_PROPAGATORS`, refusing any value it cannot honour.
+    pub fn try_from_env() -> Result<Self, PropagatorsError> {
+        let value = std::env::var(OTEL_PROPAGATORS).unwrap_or_default();
+        Ok(Self::from_list(value.parse()?))
+    }
+
+    fn from_list(list: PropagatorList) -> Self {
+        list.into_builder()
+            .build()
+            .expect("the default pass-through names are valid")
+    }
+}
+
+fn warn(warning: &PropagatorsError) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(%warning, "ignoring OTEL_PROPAGATORS entry");
+    #[cfg(not(feature = "tracing"))]
+    eprintln!("meshtrace: ignoring OTEL_PROPAGATORS entry: {warning}");
 }

@@ -1,12 +1,9 @@
 //! Pass-through headers: values the mesh needs forwarded byte-for-byte
 //! (`x-request-id`, `x-ot-span-context`, and any extras the user names).
 
+pub use super::format::{X_OT_SPAN_CONTEXT, X_REQUEST_ID};
 use http::{HeaderName, HeaderValue};
 
-/// Envoy's request id: forwarded untouched on every outgoing call.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// The OpenTracing / Lightstep span context: forwarded untouched.
-pub const X_OT_SPAN_CONTEXT: HeaderName = HeaderName::from_static("x-ot-span-context");
 /// Default bound on one pass-through value, in bytes.
 pub const DEFAULT_MAX_LEN: usize = 512;
 
@@ -57,7 +54,7 @@ impl PassThrough {
 
     /// The `x-request-id` value, if the request carried one.
     pub fn request_id(&self) -> Option<&HeaderValue> {
-        self.get(X_REQUEST_ID.as_str())
+        self.get(super::format::name::X_REQUEST_ID)
     }
 
     /// All names and values.

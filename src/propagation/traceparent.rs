@@ -3,13 +3,10 @@
 //! Parsing works on bytes and never allocates for `traceparent`; `tracestate` allocates
 //! only for the [`TraceState`] it returns.
 
-use super::hex;
+use super::{hex, ows};
 use opentelemetry::trace::TraceState;
 
-/// Header name of the W3C trace parent.
-pub const TRACEPARENT: &str = "traceparent";
-/// Header name of the W3C trace state.
-pub const TRACESTATE: &str = "tracestate";
+pub use super::format::name::{TRACEPARENT, TRACESTATE};
 
 /// Flag bit: the caller may have recorded this trace.
 pub const FLAG_SAMPLED: u8 = 0x01;
@@ -38,6 +35,7 @@ pub struct Traceparent {
 
 /// Why a `traceparent` value was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TraceparentError {
     /// More than one `traceparent` value (several header lines or a comma list).
     #[error("more than one traceparent value")]
@@ -74,6 +72,7 @@ pub enum TraceparentError {
 
 /// Why a `tracestate` was discarded (the trace itself is kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TracestateError {
     /// More than 32 list members.
     #[error("tracestate has more than 32 members")]
@@ -92,17 +91,6 @@ pub enum TracestateError {
     DuplicateKey,
 }
 
-#[inline]
-fn trim_ows(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
-}
-
 /// Parses one `traceparent` value.
 ///
 /// ```
@@ -115,7 +103,7 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// );
 /// ```
 pub fn parse_traceparent(value: &[u8]) -> Result<Traceparent, TraceparentError> {
-    let v = trim_ows(value);
+    let v = ows::trim(value);
     if v.len() < V00_LEN {
         return Err(TraceparentError::TooShort(v.len()));
     }
@@ -190,7 +178,7 @@ fn raw_members<'a>(lines: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + Cl
     lines
         .iter()
         .flat_map(|line| line.split(|&b| b == b','))
-        .map(trim_ows)
+        .map(ows::trim)
         .filter(|m| !m.is_empty())
 }
 

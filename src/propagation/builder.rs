@@ -1,0 +1,217 @@
+//! [`MeshPropagatorBuilder`], the presets that start it, and the checks of [`build`].
+//!
+//! [`build`]: MeshPropagatorBuilder::build
+
+use super::format::{self, B3Encoding, Format, Formats};
+use super::{passthrough, Config, MeshPropagator};
+use http::HeaderName;
+use std::sync::Arc;
+
+/// A mistake in a [`MeshPropagatorBuilder`] configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A pass-through name that is not a valid HTTP header name.
+    #[error("`{0}` is not a valid header name")]
+    InvalidHeaderName(String),
+    /// A pass-through name that one of the trace formats owns.
+    #[error("`{0}` is a trace header and is written by its format, not passed through")]
+    ReservedHeaderName(String),
+    /// A priority entry that is not a trace format, or that is listed twice.
+    #[error("priority may list TraceContext, B3Single and B3Multi once each; got {0:?}")]
+    Priority(Format),
+}
+
+/// Builds a [`MeshPropagator`].
+///
+/// ```
+/// use meshtrace::{B3Encoding, Format, Formats, MeshPropagator};
+/// let p = MeshPropagator::builder()
+///     .extract(Formats::ALL)
+///     .inject(Formats::TRACE_CONTEXT | Format::Baggage | Format::PassThrough)
+///     .b3_inject(B3Encoding::Single)
+///     .pass_through_header("x-client-trace-id")
+///     .priority([Format::B3Single, Format::B3Multi, Format::TraceContext])
+///     .build()
+///     .unwrap();
+/// use opentelemetry::propagation::TextMapPropagator;
+/// assert!(p.fields().any(|f| f == "x-client-trace-id"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MeshPropagatorBuilder {
+    extract: Formats,
+    inject: Formats,
+    priority: Vec<Format>,
+    pass_through: Vec<String>,
+    max_pass_through_len: usize,
+    random_trace_ids: bool,
+}
+
+impl Default for MeshPropagatorBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// SPECS.md section 6: traceparent, then B3 single, then B3 multi.
+const DEFAULT_PRIORITY: [Format; 3] = [Format::TraceContext, Format::B3Single, Format::B3Multi];
+
+impl MeshPropagator {
+    /// The preset for Istio / Envoy meshes: extracts traceparent/tracestate, baggage, B3
+    /// single, B3 multi and the pass-through headers; injects traceparent/tracestate,
+    /// baggage, the B3 multi headers and the pass-through headers.
+    pub fn istio() -> Self {
+        Self::builder_istio()
+            .build()
+            .expect("the Istio preset is a valid configuration")
+    }
+
+    /// A builder starting from the Istio preset.
+    pub fn builder_istio() -> MeshPropagatorBuilder {
+        MeshPropagatorBuilder::new()
+            .extract(Formats::ISTIO_EXTRACT)
+            .inject(Formats::ISTIO_INJECT)
+    }
+
+    /// A builder starting from nothing (no format extracted or injected).
+    pub fn builder() -> MeshPropagatorBuilder {
+        MeshPropagatorBuilder::new()
+    }
+}
+
+impl MeshPropagatorBuilder {
+    /// Nothing extracted or injected; `x-request-id` and `x-ot-span-context` are the
+    /// pass-through names (used once [`Format::PassThrough`] is enabled).
+    pub fn new() -> Self {
+        MeshPropagatorBuilder {
+            extract: Formats::NONE,
+            inject: Formats::NONE,
+            priority: DEFAULT_PRIORITY.to_vec(),
+            pass_through: vec![
+                format::name::X_REQUEST_ID.to_owned(),
+                format::name::X_OT_SPAN_CONTEXT.to_owned(),
+            ],
+            max_pass_through_len: passthrough::DEFAULT_MAX_LEN,
+            random_trace_ids: true,
+        }
+    }
+
+    /// Sets the formats read from incoming requests.
+    pub fn extract(mut self, formats: impl Into<Formats>) -> Self {
+        self.extract = formats.into();
+        self
+    }
+
+    /// Sets the formats written to outgoing requests.
+    pub fn inject(mut self, formats: impl Into<Formats>) -> Self {
+        self.inject = formats.into();
+        self
+    }
+
+    /// Sets how B3 is written (replacing any B3 choice in [`inject`](Self::inject)).
+    pub fn b3_inject(mut self, encoding: B3Encoding) -> Self {
+        let base = self
+            .inject
+            .without(Format::B3Single)
+            .without(Format::B3Multi);
+        self.inject = match encoding {
+            B3Encoding::Single => base.with(Format::B3Single),
+            B3Encoding::Multi => base.with(Format::B3Multi),
+            B3Encoding::Both => base | Formats::B3,
+        };
+        self
+    }
+
+    /// Adds a pass-through header name (case-insensitive), e.g. `x-client-trace-id`.
+    pub fn pass_through_header(mut self, name: impl Into<String>) -> Self {
+        let name = name.into().to_ascii_lowercase();
+        if !self.pass_through.contains(&name) {
+            self.pass_through.push(name);
+        }
+        self
+    }
+
+    /// Replaces the pass-through header names.
+    pub fn pass_through_headers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.pass_through.clear();
+        names
+            .into_iter()
+            .fold(self, |b, name| b.pass_through_header(name))
+    }
+
+    /// Bound on one pass-through value in bytes (default 512); longer values are dropped.
+    pub fn max_pass_through_len(mut self, bytes: usize) -> Self {
+        self.max_pass_through_len = bytes;
+        self
+    }
+
+    /// The order in which trace formats win when they disagree. Formats left out follow in
+    /// the default order (traceparent, B3 single, B3 multi).
+    pub fn priority(mut self, order: impl IntoIterator<Item = Format>) -> Self {
+        self.priority = order.into_iter().collect();
+        self
+    }
+
+    /// Whether this process makes random trace ids (the SDK's default id generator does),
+    /// so that traces it starts carry the W3C Level 2 `random` flag. Default true.
+    pub fn random_trace_ids(mut self, random: bool) -> Self {
+        self.random_trace_ids = random;
+        self
+    }
+
+    /// Checks the configuration and builds the propagator.
+    pub fn build(self) -> Result<MeshPropagator, BuildError> {
+        let mut priority = Vec::with_capacity(3);
+        for f in self.priority {
+            if !f.is_trace() || priority.contains(&f) {
+                return Err(BuildError::Priority(f));
+            }
+            priority.push(f);
+        }
+        for f in DEFAULT_PRIORITY {
+            if !priority.contains(&f) {
+                priority.push(f);
+            }
+        }
+        let mut names = Vec::with_capacity(self.pass_through.len());
+        for name in self.pass_through {
+            if format::OWNED.contains(&name.as_str()) {
+                return Err(BuildError::ReservedHeaderName(name));
+            }
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| BuildError::InvalidHeaderName(name))?;
+            names.push(header);
+        }
+        let mut fields = Vec::new();
+        for f in self.inject.iter() {
+            match f {
+                Format::PassThrough => fields.extend(names.iter().map(|n| n.as_str().to_owned())),
+                f => fields.extend(f.injected().iter().map(|&n| n.to_owned())),
+            }
+        }
+        let mut first_bytes = [false; 256];
+        for name in format::OWNED
+            .iter()
+            .copied()
+            .chain(names.iter().map(HeaderName::as_str))
+        {
+            first_bytes[usize::from(name.as_bytes()[0])] = true;
+        }
+        Ok(MeshPropagator {
+            cfg: Arc::new(Config {
+                first_bytes,
+                extract: self.extract,
+                inject: self.inject,
+                priority: [priority[0], priority[1], priority[2]],
+                pass_through: names,
+                max_pass_through_len: self.max_pass_through_len,
+                random_trace_ids: self.random_trace_ids,
+                fields,
+            }),
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! Extraction: one walk over the headers (a `HeaderMap`, or any [`Extractor`] name by
+//! name) gathers the lines each format needs; each format is then parsed once, the rules of
+//! [`resolve`](super::resolve) pick the remote parent, and baggage is attached.
+
+use super::b3::{self, MultiHeaders, B3};
+use super::baggage;
+use super::context::{ExtractError, MeshContext, ReceivedBaggage};
+use super::format::{name, Format};
+use super::passthrough::PassThrough;
+use super::resolve::{self, Candidate, Candidates};
+use super::traceparent::{self, TraceparentError};
+use super::MeshPropagator;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::{TraceContextExt, TraceState};
+use opentelemetry::Context;
+
+/// Header values seen for one name: most requests carry one, some carry several lines.
+#[derive(Debug, Default)]
+enum Lines<'a> {
+    #[default]
+    Zero,
+    One(&'a [u8]),
+    Many(Vec<&'a [u8]>),
+}
+
+impl<'a> Lines<'a> {
+    #[inline]
+    fn push(&mut self, v: &'a [u8]) {
+        *self = match std::mem::take(self) {
+            Lines::Zero => Lines::One(v),
+            Lines::One(first) => Lines::Many(vec![first, v]),
+            Lines::Many(mut all) => {
+                all.push(v);
+                Lines::Many(all)
+            }
+        };
+    }
+
+    fn as_slice(&self) -> &[&'a [u8]] {
+        match self {
+            Lines::Zero => &[],
+            Lines::One(v) => std::slice::from_ref(v),
+            Lines::Many(all) => all,
+        }
+    }
+}
+
+/// Everything the formats need from one request, gathered in one walk over its headers.
+#[derive(Debug, Default)]
+struct Raw<'a> {
+    trace: TraceHeaders<'a>,
+    baggage: Lines<'a>,
+    pass_through: PassThrough,
+    dropped: Vec<HeaderName>,
+}
+
+/// The lines of the trace formats.
+#[derive(Debug, Default)]
+struct TraceHeaders<'a> {
+    traceparent: Lines<'a>,
+    tracestate: Lines<'a>,
+    b3: Option<&'a [u8]>,
+    multi: MultiHeaders<'a>,
+}
+
+impl MeshPropagator {
+    /// Extracts from a `HeaderMap` into a child of the current context, walking the map once.
+    pub fn extract_from_headers(&self, headers: &HeaderMap) -> Context {
+        Context::map_current(|cx| self.extract_from_headers_with_context(cx, headers))
+    }
+
+    /// Extracts from a `HeaderMap` into a child of `cx`, walking the map once.
+    pub fn extract_from_headers_with_context(&self, cx: &Context, headers: &HeaderMap) -> Context {
+        let cfg = &*self.cfg;
+        let ex = cfg.extract;
+        let mut raw = Raw::default();
+        let t = &mut raw.trace;
+        for (name, value) in headers {
+            let name_str = name.as_str();
+            if !cfg.first_bytes[usize::from(name_str.as_bytes()[0])] {
+                continue;
+            }
+            let v = value.as_bytes();
+            match name_str {
+                name::TRACEPARENT => {
+                    if ex.contains(Format::TraceContext) {
+                        t.traceparent.push(v);
+                    }
+                }
+                name::TRACESTATE => {
+                    if ex.contains(Format::TraceContext) {
+                        t.tracestate.push(v);
+                    }
+                }
+                name::BAGGAGE => {
+                    if ex.contains(Format::Baggage) {
+                        raw.baggage.push(v);
+                    }
+                }
+                // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
+                name::B3 => first(&mut t.b3, v, ex.contains(Format::B3Single)),
+                name::X_B3_TRACEID => first(&mut t.multi.trace_id, v, ex.contains(Format::B3Multi)),
+                name::X_B3_SPANID => first(&mut t.multi.span_id, v, ex.contains(Format::B3Multi)),
+                name::X_B3_PARENTSPANID => {
+                    first(&mut t.multi.parent_span_id, v, ex.contains(Format::B3Multi))
+                }
+                name::X_B3_SAMPLED => first(&mut t.multi.sampled, v, ex.contains(Format::B3Multi)),
+                name::X_B3_FLAGS => first(&mut t.multi.flags, v, ex.contains(Format::B3Multi)),
+                _ => {
+                    if ex.contains(Format::PassThrough)
+                        && cfg.pass_through.contains(name)
+                        && !raw.pass_through.push(
+                            name.clone(),
+                            value.clone(),
+                            cfg.max_pass_through_len,
+                        )
+                    {
+                        raw.dropped.push(name.clone());
+                    }
+                }
+            }
+        }
+        // Keep the order the `Extractor` path produces, which asks name by name.
+        raw.pass_through.order_by(&cfg.pass_through);
+        raw.dropped
+            .sort_by_key(|n| cfg.pass_through.iter().position(|c| c == n));
+        self.finish(cx, raw)
+    }
+
+    /// Extracts from any carrier, asking it name by name.
+    pub(super) fn extract_generic(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let cfg = &*self.cfg;
+        let ex = cfg.extract;
+        let mut raw = Raw::default();
+        let mut traceparent = None;
+        let mut tracestate = None;
+        let mut baggage_lines = None;
+        if ex.contains(Format::TraceContext) {
+            traceparent = extractor.get_all(name::TRACEPARENT);
+            tracestate = extractor.get_all(name::TRACESTATE);
+        }
+        if ex.contains(Format::Baggage) {
+            baggage_lines = extractor.get_all(name::BAGGAGE);
+        }
+        for v in traceparent.iter().flatten() {
+            raw.trace.traceparent.push(v.as_bytes());
+        }
+        for v in tracestate.iter().flatten() {
+            raw.trace.tracestate.push(v.as_bytes());
+        }
+        for v in baggage_lines.iter().flatten() {
+            raw.baggage.push(v.as_bytes());
+        }
+        let text = |name: &str| extractor.get(name).map(str::as_bytes);
+        if ex.contains(Format::B3Single) {
+            raw.trace.b3 = text(name::B3);
+        }
+        if ex.contains(Format::B3Multi) {
+            raw.trace.multi = MultiHeaders {
+                trace_id: text(name::X_B3_TRACEID),
+                span_id: text(name::X_B3_SPANID),
+                parent_span_id: text(name::X_B3_PARENTSPANID),
+                sampled: text(name::X_B3_SAMPLED),
+                flags: text(name::X_B3_FLAGS),
+            };
+        }
+        if ex.contains(Format::PassThrough) {
+            for name in &cfg.pass_through {
+                for v in extractor.get_all(name.as_str()).into_iter().flatten() {
+                    let kept = HeaderValue::from_str(v).is_ok_and(|value| {
+                        raw.pass_through
+                            .push(name.clone(), value, cfg.max_pass_through_len)
+                    });
+                    if !kept {
+                        raw.dropped.push(name.clone());
+                    }
+                }
+            }
+        }
+        self.finish(cx, raw)
+    }
+
+    /// Parses what the walk gathered into a child of `cx`.
+    fn finish(&self, cx: &Context, raw: Raw<'_>) -> Context {
+        let mut mesh = MeshContext {
+            pass_through: raw.pass_through,
+            ..MeshContext::default()
+        };
+        mesh.errors
+            .extend(raw.dropped.into_iter().map(ExtractError::PassThrough));
+        let cands = raw.trace.candidates(&mut mesh.errors);
+        let mut out = cx.clone();
+        if let Some(remote) = resolve::resolve(cands, self.cfg.priority, &mut mesh) {
+            out = out.with_remote_span_context(remote);
+        }
+        out = with_baggage(out, raw.baggage.as_slice(), &mut mesh);
+        if !mesh.is_empty() {
+            out = out.with_value(mesh);
+        }
+        out
+    }
+}
+
+impl TraceHeaders<'_> {
+    /// Each trace format's context, parsed; what was rejected goes to `errors`.
+    fn candidates(&self, errors: &mut Vec<ExtractError>) -> Candidates {
+        let mut cands = Candidates::default();
+        let tp_lines = self.traceparent.as_slice();
+        if !tp_lines.is_empty() {
+            let parsed = if tp_lines.len() > 1 || tp_lines[0].contains(&b',') {
+                Err(TraceparentError::Duplicate)
+            } else {
+                traceparent::parse_traceparent(tp_lines[0])
+            };
+            match parsed {
+                // tracestate is read only with a valid traceparent.
+                Ok(tp) => {
+                    let trace_state = traceparent::parse_tracestate(self.tracestate.as_slice())
+                        .unwrap_or_else(|e| {
+                            errors.push(e.into());
+                            TraceState::NONE
+                        });
+                    cands.put(Candidate::from_traceparent(tp, trace_state));
+                }
+                Err(e) => errors.push(e.into()),
+            }
+        }
+        if let Some(v) = self.b3 {
+            match b3::parse_single(v) {
+                Ok(B3::Context(b)) => cands.put(Candidate::from_b3(Format::B3Single, b)),
+                Ok(B3::SamplingOnly(s)) => cands.put_sampling_only(Format::B3Single, s),
+                Err(e) => errors.push(ExtractError::B3Single(e)),
+            }
+        }
+        match b3::parse_multi(&self.multi) {
+            Ok(Some(B3::Context(b))) => cands.put(Candidate::from_b3(Format::B3Multi, b)),
+            Ok(Some(B3::SamplingOnly(s))) => cands.put_sampling_only(Format::B3Multi, s),
+            Ok(None) => {}
+            Err(e) => errors.push(ExtractError::B3Multi(e)),
+        }
+        cands
+    }
+}
+
+/// `out` with the baggage parsed from `lines`; the lines are kept as received when every
+/// member was valid, so that unchanged baggage goes out byte-for-byte.
+fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Context {
+    if lines.is_empty() {
+        return out;
+    }
+    let (baggage, dropped) = baggage::parse_baggage(lines);
+    if dropped > 0 {
+        mesh.errors.push(ExtractError::Baggage(dropped));
+    }
+    if baggage.is_empty() {
+        return out;
+    }
+    let out = out.with_baggage(baggage);
+    if dropped == 0 {
+        mesh.baggage_received = Some(ReceivedBaggage {
+            raw: match lines {
+                [one] => bytes::Bytes::copy_from_slice(one),
+                many => many.join(&b","[..]).into(),
+            },
+            parsed: out.clone(),
+        });
+    }
+    out
+}
+
+#[inline]
+fn first<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8], enabled: bool) {
+    if enabled && slot.is_none() {
+        *slot = Some(v);
+    }
+}

@@ -1,0 +1,282 @@
+//! Injection: every configured format written from one span context (SPECS.md section 6:
+//! same ids, same sampled/debug decision, same tracestate), into a `HeaderMap` or any
+//! [`Injector`].
+
+use super::b3::{self, SamplingState};
+use super::context::{MeshContext, MeshContextExt, RemoteParent};
+use super::format::{self, Format};
+use super::passthrough::PassThrough;
+use super::traceparent::{self, FLAG_RANDOM};
+use super::{baggage, hex, MeshPropagator};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::Injector;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::Context;
+
+impl MeshPropagator {
+    /// Injects the span context, baggage and pass-through values of `cx` into a `HeaderMap`.
+    pub fn inject_into_headers(&self, cx: &Context, headers: &mut HeaderMap) {
+        self.inject_impl(cx, &mut HeaderMapOut::new(headers));
+    }
+
+    /// Injects into any carrier.
+    pub(super) fn inject_generic(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.inject_impl(cx, &mut InjectorOut(injector));
+    }
+
+    fn inject_impl(&self, cx: &Context, out: &mut impl Out) {
+        let cfg = &*self.cfg;
+        let inj = cfg.inject;
+        let mesh = cx.mesh();
+        let span = cx.span();
+        let sc = span.span_context();
+        // With no valid span context no trace header goes out, not even a decision.
+        if sc.is_valid()
+            && (inj.contains(Format::TraceContext)
+                || inj.contains(Format::B3Single)
+                || inj.contains(Format::B3Multi))
+        {
+            let remote = mesh
+                .and_then(|m| m.remote.as_ref())
+                .filter(|r| r.trace_id == sc.trace_id());
+            let ids = Outgoing::new(sc, remote);
+            if inj.contains(Format::TraceContext) {
+                // The `random` flag, when this process started the trace (with a random id).
+                let random = remote.is_none() && !sc.is_remote() && cfg.random_trace_ids;
+                put_traceparent(out, &ids, sc, random);
+            }
+            if inj.contains(Format::B3Single) {
+                put_b3_single(out, &ids);
+            }
+            if inj.contains(Format::B3Multi) {
+                put_b3_multi(out, &ids);
+            }
+        }
+        if inj.contains(Format::Baggage) {
+            put_baggage(out, cx, mesh);
+        }
+        if inj.contains(Format::PassThrough) {
+            if let Some(m) = mesh {
+                out.pass_through(&m.pass_through, &cfg.pass_through);
+            }
+        }
+        out.finish();
+    }
+}
+
+/// What every trace format writes.
+struct Outgoing {
+    trace_id: u128,
+    span_id: u64,
+    sampling: SamplingState,
+    /// B3 writes the trace id as 16 hex digits: it arrived so, and still fits.
+    narrow: bool,
+}
+
+impl Outgoing {
+    /// The ids of `sc`, and the decision: a debug trace stays debug while sampled, a
+    /// deferred one stays deferred while no local span has decided (the span is still the
+    /// caller's); else sampled or not, as `sc` says.
+    fn new(sc: &SpanContext, remote: Option<&RemoteParent>) -> Self {
+        let trace_id = u128::from_be_bytes(sc.trace_id().to_bytes());
+        let sampled = sc.is_sampled();
+        let sampling = match remote.map(|r| r.sampling) {
+            Some(SamplingState::Debug) if sampled => SamplingState::Debug,
+            Some(SamplingState::Deferred)
+                if !sampled && remote.is_some_and(|r| r.span_id == sc.span_id()) =>
+            {
+                SamplingState::Deferred
+            }
+            _ if sampled => SamplingState::Accept,
+            _ => SamplingState::Deny,
+        };
+        Outgoing {
+            trace_id,
+            span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+            sampling,
+            narrow: remote.is_some_and(|r| r.b3_trace_id_64bit) && trace_id >> 64 == 0,
+        }
+    }
+}
+
+/// `traceparent` (version 00, the flags as received plus `random` if asked) and `tracestate`.
+fn put_traceparent(out: &mut impl Out, ids: &Outgoing, sc: &SpanContext, random: bool) {
+    let mut flags = sc.trace_flags().to_u8() & traceparent::KNOWN_FLAGS;
+    if random {
+        flags |= FLAG_RANDOM;
+    }
+    out.put(&format::TRACEPARENT, |buf| {
+        buf.extend_from_slice(&traceparent::write_traceparent(
+            ids.trace_id,
+            ids.span_id,
+            flags,
+        ))
+    });
+    out.put(&format::TRACESTATE, |buf| {
+        traceparent::write_tracestate(sc.trace_state(), buf)
+    });
+}
+
+/// The single `b3` header.
+fn put_b3_single(out: &mut impl Out, ids: &Outgoing) {
+    out.put(&format::B3, |buf| {
+        let mut single = [0u8; b3::SINGLE_MAX];
+        let n = b3::write_single(
+            ids.trace_id,
+            ids.narrow,
+            ids.span_id,
+            ids.sampling,
+            &mut single,
+        );
+        buf.extend_from_slice(&single[..n]);
+    });
+}
+
+/// The `x-b3-*` headers; the parent span id is never written, a deferred decision is not
+/// written at all, and debug replaces `x-b3-sampled`.
+fn put_b3_multi(out: &mut impl Out, ids: &Outgoing) {
+    out.put(&format::X_B3_TRACEID, |buf| {
+        buf.extend_from_slice(b3::write_trace_id(ids.trace_id, ids.narrow, &mut [0u8; 32]))
+    });
+    out.put(&format::X_B3_SPANID, |buf| {
+        let mut id = [0u8; 16];
+        hex::encode_into(u128::from(ids.span_id), &mut id);
+        buf.extend_from_slice(&id);
+    });
+    match ids.sampling {
+        SamplingState::Accept => out.put_static(&format::X_B3_SAMPLED, "1"),
+        SamplingState::Deny => out.put_static(&format::X_B3_SAMPLED, "0"),
+        SamplingState::Debug => out.put_static(&format::X_B3_FLAGS, "1"),
+        SamplingState::Deferred => {}
+    }
+}
+
+/// `baggage`: as received, unless the application changed it.
+fn put_baggage(out: &mut impl Out, cx: &Context, mesh: Option<&MeshContext>) {
+    let baggage = cx.baggage();
+    if baggage.is_empty() {
+        return;
+    }
+    match mesh.and_then(|m| m.baggage_received.as_ref()?.unchanged_in(cx)) {
+        Some(raw) => out.put(&format::BAGGAGE, |buf| buf.extend_from_slice(raw)),
+        None => out.put(&format::BAGGAGE, |buf| {
+            baggage::encode_baggage_into(baggage, buf)
+        }),
+    }
+}
+
+/// Where inject writes: a `HeaderMap` or any `Injector`.
+trait Out {
+    /// Adds the value `write` appends to the buffer; nothing if it appends nothing.
+    fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>));
+    fn put_static(&mut self, name: &HeaderName, value: &'static str);
+    fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]);
+    fn finish(&mut self) {}
+}
+
+/// Most generated values one inject writes (traceparent, tracestate, b3, x-b3-traceid,
+/// x-b3-spanid, baggage).
+const MAX_GENERATED: usize = 6;
+
+/// Writes every generated value into one buffer, then hands each header a slice of it,
+/// so an inject costs one allocation for all its values instead of one per header.
+struct HeaderMapOut<'a> {
+    map: &'a mut HeaderMap,
+    buf: Vec<u8>,
+    pending: [(Option<HeaderName>, usize, usize); MAX_GENERATED],
+    n: usize,
+}
+
+impl<'a> HeaderMapOut<'a> {
+    fn new(map: &'a mut HeaderMap) -> Self {
+        HeaderMapOut {
+            map,
+            buf: Vec::new(),
+            pending: Default::default(),
+            n: 0,
+        }
+    }
+}
+
+impl Out for HeaderMapOut<'_> {
+    #[inline]
+    fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(256);
+        }
+        let start = self.buf.len();
+        write(&mut self.buf);
+        if self.buf.len() > start && self.n < MAX_GENERATED {
+            self.pending[self.n] = (Some(name.clone()), start, self.buf.len());
+            self.n += 1;
+        }
+    }
+
+    fn put_static(&mut self, name: &HeaderName, value: &'static str) {
+        self.map
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
+
+    fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
+        for (i, (name, value)) in values.iter().enumerate() {
+            if !allowed.contains(name) {
+                continue;
+            }
+            // The first value replaces what the map holds; later lines are appended.
+            if values.iter().take(i).any(|(n, _)| n == name) {
+                self.map.append(name.clone(), value.clone());
+            } else {
+                self.map.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        let bytes = bytes::Bytes::from(std::mem::take(&mut self.buf));
+        for (name, start, end) in &mut self.pending[..self.n] {
+            if let (Some(name), Ok(value)) = (
+                name.take(),
+                HeaderValue::from_maybe_shared(bytes.slice(*start..*end)),
+            ) {
+                self.map.insert(name, value);
+            }
+        }
+        self.n = 0;
+    }
+}
+
+struct InjectorOut<'a>(&'a mut dyn Injector);
+
+impl Out for InjectorOut<'_> {
+    #[inline]
+    fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut value = Vec::new();
+        write(&mut value);
+        if let (false, Ok(v)) = (value.is_empty(), String::from_utf8(value)) {
+            self.0.set(name.as_str(), v);
+        }
+    }
+
+    fn put_static(&mut self, name: &HeaderName, value: &'static str) {
+        self.0.set(name.as_str(), value.to_owned());
+    }
+
+    fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
+        for name in allowed {
+            let mut joined = String::new();
+            for v in values.get_all(name.as_str()) {
+                if let Ok(s) = v.to_str() {
+                    if !joined.is_empty() {
+                        // An `Injector` holds one value per name; RFC 9110 5.3 lets lines combine.
+                        joined.push_str(", ");
+                    }
+                    joined.push_str(s);
+                }
+            }
+            if !joined.is_empty() {
+                self.0.set(name.as_str(), joined);
+            }
+        }
+    }
+}
