@@ -77,6 +77,7 @@ pub mod check;
 pub mod client;
 #[cfg(feature = "otlp")]
 pub mod export;
+pub mod grpc;
 #[cfg(feature = "tower")]
 mod instrument;
 pub mod mesh;
@@ -88,6 +89,7 @@ pub mod server;
 
 #[cfg(feature = "otlp")]
 pub use export::init;
+pub use grpc::GrpcCode;
 pub use propagation::b3::SamplingState;
 pub use propagation::{global_propagator, set_global_propagator};
 pub use propagation::{

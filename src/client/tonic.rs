@@ -244,7 +244,7 @@ where
                     let message = grpc::message(head);
                     if code != GrpcCode::Ok {
                         let message = message.as_deref().unwrap_or("");
-                        record_origin(&span, &classify_grpc(code.as_i64(), message, head));
+                        record_origin(&span, &classify_grpc(code, message, head));
                     }
                     record_grpc_status(&span, Side::Client, code, message);
                     false
@@ -291,7 +291,7 @@ where
 /// ```
 pub fn origin(status: &tonic::Status) -> Origin {
     classify_grpc(
-        status.code() as i64,
+        GrpcCode::from_wire(status.code() as u16),
         status.message(),
         status.metadata().as_ref(),
     )

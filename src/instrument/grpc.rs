@@ -1,6 +1,8 @@
 //! gRPC over HTTP/2 as the layers see it: the path names the method, the status travels in a
 //! `grpc-status` header (trailers-only responses) or in the trailers.
 
+pub(crate) use crate::grpc::GrpcCode;
+use crate::propagation::percent;
 use http::HeaderMap;
 
 const GRPC_STATUS: &str = "grpc-status";
@@ -28,23 +30,8 @@ pub(crate) fn status(headers: &HeaderMap) -> Option<GrpcCode> {
 
 /// The `grpc-message`, percent-decoded as the gRPC HTTP/2 protocol says.
 pub(crate) fn message(headers: &HeaderMap) -> Option<String> {
-    let raw = headers.get(GRPC_MESSAGE)?.as_bytes();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (raw[i], raw.get(i + 1).copied(), raw.get(i + 2).copied()) {
-            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    let raw = String::from_utf8_lossy(headers.get(GRPC_MESSAGE)?.as_bytes());
+    Some(percent::decode(&raw))
 }
 
 /// Which side of the call a span describes; the semantic conventions judge gRPC codes
@@ -55,103 +42,7 @@ pub(crate) enum Side {
     Client,
 }
 
-/// A gRPC status code, named. A peer may send a number gRPC does not define; it is kept as
-/// [`GrpcCode::Other`] and still recorded as the number it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GrpcCode {
-    Ok,
-    Cancelled,
-    Unknown,
-    InvalidArgument,
-    DeadlineExceeded,
-    NotFound,
-    AlreadyExists,
-    PermissionDenied,
-    ResourceExhausted,
-    FailedPrecondition,
-    Aborted,
-    OutOfRange,
-    Unimplemented,
-    Internal,
-    Unavailable,
-    DataLoss,
-    Unauthenticated,
-    Other(u16),
-}
-
 impl GrpcCode {
-    /// The code a `grpc-status` number stands for.
-    pub(crate) fn from_wire(code: u16) -> GrpcCode {
-        match code {
-            0 => GrpcCode::Ok,
-            1 => GrpcCode::Cancelled,
-            2 => GrpcCode::Unknown,
-            3 => GrpcCode::InvalidArgument,
-            4 => GrpcCode::DeadlineExceeded,
-            5 => GrpcCode::NotFound,
-            6 => GrpcCode::AlreadyExists,
-            7 => GrpcCode::PermissionDenied,
-            8 => GrpcCode::ResourceExhausted,
-            9 => GrpcCode::FailedPrecondition,
-            10 => GrpcCode::Aborted,
-            11 => GrpcCode::OutOfRange,
-            12 => GrpcCode::Unimplemented,
-            13 => GrpcCode::Internal,
-            14 => GrpcCode::Unavailable,
-            15 => GrpcCode::DataLoss,
-            16 => GrpcCode::Unauthenticated,
-            other => GrpcCode::Other(other),
-        }
-    }
-
-    /// The number on the wire, for `rpc.grpc.status_code`.
-    pub(crate) fn as_i64(self) -> i64 {
-        i64::from(match self {
-            GrpcCode::Ok => 0,
-            GrpcCode::Cancelled => 1,
-            GrpcCode::Unknown => 2,
-            GrpcCode::InvalidArgument => 3,
-            GrpcCode::DeadlineExceeded => 4,
-            GrpcCode::NotFound => 5,
-            GrpcCode::AlreadyExists => 6,
-            GrpcCode::PermissionDenied => 7,
-            GrpcCode::ResourceExhausted => 8,
-            GrpcCode::FailedPrecondition => 9,
-            GrpcCode::Aborted => 10,
-            GrpcCode::OutOfRange => 11,
-            GrpcCode::Unimplemented => 12,
-            GrpcCode::Internal => 13,
-            GrpcCode::Unavailable => 14,
-            GrpcCode::DataLoss => 15,
-            GrpcCode::Unauthenticated => 16,
-            GrpcCode::Other(n) => n,
-        })
-    }
-
-    /// The canonical name, or `UNKNOWN_CODE` for a number gRPC does not define.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            GrpcCode::Ok => "OK",
-            GrpcCode::Cancelled => "CANCELLED",
-            GrpcCode::Unknown => "UNKNOWN",
-            GrpcCode::InvalidArgument => "INVALID_ARGUMENT",
-            GrpcCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-            GrpcCode::NotFound => "NOT_FOUND",
-            GrpcCode::AlreadyExists => "ALREADY_EXISTS",
-            GrpcCode::PermissionDenied => "PERMISSION_DENIED",
-            GrpcCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            GrpcCode::FailedPrecondition => "FAILED_PRECONDITION",
-            GrpcCode::Aborted => "ABORTED",
-            GrpcCode::OutOfRange => "OUT_OF_RANGE",
-            GrpcCode::Unimplemented => "UNIMPLEMENTED",
-            GrpcCode::Internal => "INTERNAL",
-            GrpcCode::Unavailable => "UNAVAILABLE",
-            GrpcCode::DataLoss => "DATA_LOSS",
-            GrpcCode::Unauthenticated => "UNAUTHENTICATED",
-            GrpcCode::Other(_) => "UNKNOWN_CODE",
-        }
-    }
-
     /// Whether this code marks the span as failed. For clients every code but OK does; for
     /// servers only the codes that say the server failed (UNKNOWN, DEADLINE_EXCEEDED,
     /// UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), not those that blame the caller.

@@ -16,6 +16,7 @@
 //! assert_eq!(origin.error().unwrap().to_string(), "no healthy upstream: every host of the destination is ejected or unhealthy");
 //! ```
 
+use crate::GrpcCode;
 use http::{HeaderMap, HeaderName, StatusCode};
 
 /// `x-envoy-upstream-service-time`: set on responses that came from the upstream.
@@ -168,9 +169,8 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: Option<&[u8]>) ->
 
 /// Classifies a gRPC failure: Envoy puts its reply text in `grpc-message` (and the same
 /// headers as for HTTP in the response head).
-pub fn classify_grpc(code: i64, message: &str, headers: &HeaderMap) -> Origin {
-    const UNAVAILABLE: i64 = 14;
-    const DEADLINE_EXCEEDED: i64 = 4;
+pub fn classify_grpc(code: GrpcCode, message: &str, headers: &HeaderMap) -> Origin {
+    use GrpcCode::{DeadlineExceeded as DEADLINE_EXCEEDED, Unavailable as UNAVAILABLE};
     match classify(StatusCode::OK, headers, None) {
         Origin::Unknown => {}
         known => return known,
@@ -254,27 +254,35 @@ mod tests {
     fn grpc_replies() {
         let none = HeaderMap::new();
         assert_eq!(
-            classify_grpc(14, "no healthy upstream", &none),
+            classify_grpc(GrpcCode::Unavailable, "no healthy upstream", &none),
             Origin::Envoy(EnvoyReply::NoHealthyUpstream)
         );
         assert_eq!(
-            classify_grpc(4, "upstream request timeout", &none),
+            classify_grpc(
+                GrpcCode::DeadlineExceeded,
+                "upstream request timeout",
+                &none
+            ),
             Origin::Envoy(EnvoyReply::UpstreamTimeout)
         );
         assert_eq!(
-            classify_grpc(14, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", &none),
+            classify_grpc(GrpcCode::Unavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", &none),
             Origin::Envoy(EnvoyReply::ConnectFailure { reset_reason: Some("connection termination".into()) })
         );
         assert_eq!(
-            classify_grpc(14, "ratings answered 503", &none),
+            classify_grpc(GrpcCode::Unavailable, "ratings answered 503", &none),
             Origin::Unknown
         );
         assert_eq!(
-            classify_grpc(13, "no healthy upstream", &none),
+            classify_grpc(GrpcCode::Internal, "no healthy upstream", &none),
             Origin::Unknown
         );
         assert_eq!(
-            classify_grpc(14, "x", &h(&[("x-envoy-upstream-service-time", "4")])),
+            classify_grpc(
+                GrpcCode::Unavailable,
+                "x",
+                &h(&[("x-envoy-upstream-service-time", "4")])
+            ),
             Origin::Upstream
         );
     }

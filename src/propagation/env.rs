@@ -27,16 +27,26 @@ pub enum PropagatorName {
 }
 
 impl PropagatorName {
-    /// The value as written in the variable.
+    const ALL: [PropagatorName; 7] = [
+        PropagatorName::TraceContext,
+        PropagatorName::Baggage,
+        PropagatorName::B3,
+        PropagatorName::B3Multi,
+        PropagatorName::None,
+        PropagatorName::Istio,
+        PropagatorName::PassThrough,
+    ];
+
+    /// The value as written in the variable (a format's name is its [`Format::as_str`]).
     pub fn as_str(self) -> &'static str {
         match self {
-            PropagatorName::TraceContext => "tracecontext",
-            PropagatorName::Baggage => "baggage",
-            PropagatorName::B3 => "b3",
-            PropagatorName::B3Multi => "b3multi",
+            PropagatorName::TraceContext => Format::TraceContext.as_str(),
+            PropagatorName::Baggage => Format::Baggage.as_str(),
+            PropagatorName::B3 => Format::B3Single.as_str(),
+            PropagatorName::B3Multi => Format::B3Multi.as_str(),
             PropagatorName::None => "none",
             PropagatorName::Istio => "istio",
-            PropagatorName::PassThrough => "passthrough",
+            PropagatorName::PassThrough => Format::PassThrough.as_str(),
         }
     }
 }
@@ -85,18 +95,17 @@ impl Default for PropagatorList {
 }
 
 fn classify(item: &str) -> Result<PropagatorName, PropagatorsError> {
+    if let Some(name) = PropagatorName::ALL
+        .into_iter()
+        .find(|name| name.as_str().eq_ignore_ascii_case(item))
+    {
+        return Ok(name);
+    }
     let lower = item.to_ascii_lowercase();
-    Ok(match lower.as_str() {
-        "tracecontext" => PropagatorName::TraceContext,
-        "baggage" => PropagatorName::Baggage,
-        "b3" => PropagatorName::B3,
-        "b3multi" => PropagatorName::B3Multi,
-        "none" => PropagatorName::None,
-        "istio" => PropagatorName::Istio,
-        "passthrough" => PropagatorName::PassThrough,
-        "jaeger" | "xray" | "ottrace" => return Err(PropagatorsError::Unsupported(lower)),
-        _ => return Err(PropagatorsError::Unknown(item.to_owned())),
-    })
+    match lower.as_str() {
+        "jaeger" | "xray" | "ottrace" => Err(PropagatorsError::Unsupported(lower)),
+        _ => Err(PropagatorsError::Unknown(item.to_owned())),
+    }
 }
 
 impl PropagatorList {
