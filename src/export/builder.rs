@@ -29,8 +29,10 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
-/// Where and how spans are exported.
+/// Where and how spans are exported. Start from [`OtlpConfig::new`] and set the fields you
+/// need; more will come (compression, other signals), so it cannot be built as a literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OtlpConfig {
     /// The transport.
     pub protocol: Protocol,
@@ -40,6 +42,26 @@ pub struct OtlpConfig {
     pub headers: Vec<(String, String)>,
     /// How long one export may take.
     pub timeout: Duration,
+}
+
+impl OtlpConfig {
+    /// Export to `endpoint` over `protocol`, with no extra headers and the default timeout of
+    /// 10 s (`OTEL_EXPORTER_OTLP_TIMEOUT`'s default).
+    ///
+    /// ```
+    /// use meshtrace::export::{OtlpConfig, Protocol};
+    /// let mut otlp = OtlpConfig::new(Protocol::Grpc, "http://jaeger:4317");
+    /// otlp.headers.push(("x-api-key".into(), "secret".into()));
+    /// assert_eq!(otlp.timeout, std::time::Duration::from_secs(10));
+    /// ```
+    pub fn new(protocol: Protocol, endpoint: impl Into<String>) -> Self {
+        OtlpConfig {
+            protocol,
+            endpoint: endpoint.into(),
+            headers: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// The sampler, as `OTEL_TRACES_SAMPLER` names it.
@@ -84,8 +106,10 @@ impl SamplerConfig {
     }
 }
 
-/// The batch processor in front of the OTLP exporter.
+/// The batch processor in front of the OTLP exporter. Start from
+/// [`BatchSettings::default`] and set the fields you need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchSettings {
     /// Spans waiting for export at most; more are dropped. This bounds memory when the
     /// collector is slow or gone.
@@ -124,14 +148,11 @@ type ProviderHook = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuild
 /// ```no_run
 /// use meshtrace::export::{OtlpConfig, Protocol, TelemetryBuilder};
 /// # fn run() -> Result<(), meshtrace::export::InitError> {
+/// let mut otlp = OtlpConfig::new(Protocol::Grpc, "http://jaeger:4317");
+/// otlp.timeout = std::time::Duration::from_secs(5);
 /// let _guard = TelemetryBuilder::from_env()?
 ///     .service_name("reviews")
-///     .otlp(Some(OtlpConfig {
-///         protocol: Protocol::Grpc,
-///         endpoint: "http://jaeger:4317".into(),
-///         headers: vec![],
-///         timeout: std::time::Duration::from_secs(5),
-///     }))
+///     .otlp(Some(otlp))
 ///     .build()?
 ///     .install()?;
 /// # Ok(()) }
