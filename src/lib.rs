@@ -37,8 +37,9 @@
 //!
 //! ## Features
 //!
-//! Default: all of them. `default-features = false` leaves the propagation core alone,
-//! needing only `opentelemetry` and `http`.
+//! Default: all but `check`. `default-features = false` leaves the propagation core alone,
+//! needing only `opentelemetry` and `http`; the core also holds [`mesh`] (deadline budget,
+//! Envoy replies, mesh timeouts) and [`GrpcCode`].
 //!
 //! - `sdk`: [`MeshSampler`], which lets a deferred B3 decision be made by the local sampler.
 //! - `tracing`: warnings (for example about `OTEL_PROPAGATORS`) go through `tracing`
