@@ -63,6 +63,7 @@ impl<'a> Propagation<'a> {
 fn registered() -> Propagation<'static> {
     static REGISTERED: OnceLock<Registered> = OnceLock::new();
     match REGISTERED.get_or_init(|| {
+        crate::propagation::global::mark_settled();
         if let Some(p) = global_propagator() {
             return Registered::Mesh(p);
         }

@@ -19,7 +19,7 @@ mod context;
 pub mod env;
 mod extract;
 pub mod format;
-mod global;
+pub(crate) mod global;
 mod hex;
 mod inject;
 mod ows;
