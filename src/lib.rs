@@ -100,7 +100,7 @@ pub use propagation::{
 #[cfg(feature = "sdk")]
 pub use sampler::MeshSampler;
 
-/// The README's examples, compiled and run as doctests.
+/// The examples of the README and of the pages under `docs/`, compiled and run as doctests.
 #[cfg(all(
     doctest,
     feature = "sdk",
@@ -108,18 +108,9 @@ pub use sampler::MeshSampler;
     feature = "reqwest",
     feature = "tonic"
 ))]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
-
-/// The examples of the pages under `docs/`, compiled and run as doctests.
-#[cfg(all(
-    doctest,
-    feature = "sdk",
-    feature = "axum",
-    feature = "reqwest",
-    feature = "tonic"
-))]
-pub mod docs_doctests {
+pub mod doc_pages {
+    #[doc = include_str!("../README.md")]
+    pub struct Readme;
     #[doc = include_str!("../docs/propagation.md")]
     pub struct Propagation;
     #[doc = include_str!("../docs/layers.md")]

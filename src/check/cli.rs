@@ -1,5 +1,5 @@
-//! The `mesh-check` command line, as a function so that the binary, the `mesh_check` example
-//! and the tests run the same code.
+//! The `mesh-check` command line, as a function so that the binary and the tests run the same
+//! code.
 
 use std::io::Write;
 
