@@ -252,6 +252,8 @@ fn tc_agreeing_corpus() -> Vec<Vec<(String, String)>> {
         s(&[("traceparent", &tp("01")), ("tracestate", "a=1,FOO=bar")]),
         s(&[("traceparent", &tp("01")), ("tracestate", "a=1,_x=bar")]),
         s(&[("traceparent", &tp("01")), ("tracestate", "a=1,b=c,d")]),
+        // A Level 2 key neither `TraceState` can hold: the SpanContexts agree (meshtrace still
+        // forwards the list: see intentional_difference_tracestate_level2_keys_forwarded).
         s(&[("traceparent", &tp("01")), ("tracestate", "a@b@c=1")]),
         s(&[
             ("traceparent", &tp("01")),
@@ -542,16 +544,14 @@ fn intentional_difference_tracestate_over_32_members() {
 /// … any invalid member, discards the whole tracestate." Note: the W3C Level 2 grammar (the
 /// primary source) is `value = 0*255(chr) nblk-chr`, i.e. at least one character, which is
 /// what meshtrace implements; SPECS.md's "0..256" reads as if an empty value were allowed.
-/// meshtrace also discards a list with a duplicate key (`TracestateError::DuplicateKey`; no
-/// SPECS.md line says so). The SDK only checks a value for `,`, `=` and length, strips the
-/// run of `=` after the key, and does not look for duplicate keys.
+/// The SDK only checks a value for `,`, `=` and length, strips the run of `=` after the key,
+/// and does not look for duplicate keys.
 #[test]
 fn intentional_difference_tracestate_member_validation() {
     let (o, t) = (ours_tc(), TraceContextPropagator::new());
     let cases = [
         ("a=1,k==v", "a=1,k=v"), // `=` inside the value: SDK strips the leading `=` run
         ("a=1,k=", "a=1,k="),    // empty value
-        ("a=1,a=2", "a=1,a=2"),  // duplicate key
         ("a=1,k=x\ty", "a=1,k=x\ty"), // tab (not printable ASCII) inside the value
     ];
     for (ts, theirs) in cases {
@@ -561,6 +561,42 @@ fn intentional_difference_tracestate_member_validation() {
         assert_eq!(trace_state(&a), "", "{ts}");
         assert_eq!(trace_state(&b), theirs, "{ts}");
     }
+}
+
+/// SPECS.md §1: "Duplicate keys: keep the list; the first occurrence of a key stays, later
+/// ones are dropped." The SDK keeps every occurrence.
+#[test]
+fn intentional_difference_tracestate_duplicate_keys() {
+    let (o, t) = (ours_tc(), TraceContextPropagator::new());
+    let m = text_map(&[("traceparent", &tp("01")), ("tracestate", "a=1,b=2,a=3")]);
+    let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
+    assert_eq!(sc(&a), sc(&b));
+    assert_eq!(trace_state(&a), "a=1,b=2");
+    assert_eq!(trace_state(&b), "a=1,b=2,a=3");
+}
+
+/// SPECS.md §1: Level 2 keys "are valid, though opentelemetry's `TraceState` … cannot hold
+/// them. Such a list is still inherited: when the application did not change the trace
+/// state, it goes out as received". The SDK drops the whole list.
+#[test]
+fn intentional_difference_tracestate_level2_keys_forwarded() {
+    let (o, t) = (ours_tc(), TraceContextPropagator::new());
+    let m = text_map(&[
+        ("traceparent", &tp("01")),
+        ("tracestate", "foo@@bar=1,bar=2"),
+    ]);
+    let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
+    assert_eq!(sc(&a), sc(&b));
+    assert_eq!(trace_state(&a), "bar=2");
+    assert_eq!(trace_state(&b), "");
+    assert_eq!(
+        header(&inject_ours(&o, &a), "tracestate").as_deref(),
+        Some("foo@@bar=1,bar=2")
+    );
+    assert_eq!(
+        header(&inject_theirs(&t, &b), "tracestate").as_deref(),
+        Some("")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1508,8 +1544,11 @@ proptest! {
 // | duplicate_traceparent             | two lines = invalid, no context             | SDK reads the first line                         | §1 "Two `traceparent` headers … is invalid" |
 // | tracestate_lines_combined         | all `tracestate` lines combined             | SDK reads the first line                         | §1 "combined across all header lines in order" |
 // | tracestate_over_32_members        | whole tracestate discarded                  | SDK keeps the first 32                           | §1 "More than 32 members, or any invalid member, discards the whole tracestate" |
-// | tracestate_member_validation      | `k==v`, `k=`, tab in value, duplicate key:  | SDK accepts (`k==v` read as `k=v`)               | §1 "Values: 0..256 printable ASCII without `,` and `=` …" (W3C: 1..256; duplicate |
-// |                                   | whole tracestate discarded                  |                                                  | keys: implementation choice, no SPECS.md line) |
+// | tracestate_member_validation      | `k==v`, `k=`, tab in value:                 | SDK accepts (`k==v` read as `k=v`)               | §1 "Values: 0..256 printable ASCII without `,` and `=` …" (W3C: 1..256) |
+// |                                   | whole tracestate discarded                  |                                                  |               |
+// | tracestate_duplicate_keys         | list kept, later duplicates dropped         | SDK keeps every occurrence                       | §1 "Duplicate keys: keep the list; the first occurrence of a key stays" |
+// | tracestate_level2_keys_forwarded  | unchanged list with `foo@@bar` goes out     | SDK drops the whole list                         | §1 "Such a list is still inherited … it goes out as received" |
+// |                                   | whole; SpanContext holds the rest           |                                                  |               |
 // | baggage_lines_combined            | all `baggage` lines combined                | SDK reads the first line                         | §2 "combined across all header lines" |
 // | baggage_value_with_equals         | `k=a=b` -> `a=b`                            | SDK -> `a`                                       | §2 "a value may contain `=`" |
 // | baggage_key_not_percent_decoded   | key `a%41` kept as is                       | SDK decodes the key to `aA`                      | §2 "Keys are HTTP tokens; values are percent-encoded" |

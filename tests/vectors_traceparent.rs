@@ -140,11 +140,22 @@ const PARSE_TRACESTATE: &[(&[&str], Result<&str, TsE>)] = &[
     (&["a*b/c-d_e=x"],                              Ok("a*b/c-d_e=x")),
     (&["a@b=x"],                                    Ok("a@b=x")),
     (&["t61rcwkgmze@congo=x"],                      Ok("t61rcwkgmze@congo=x")),
-    // Level 2 allows these keys, but opentelemetry's `TraceState` (the type a SpanContext
-    // must hold) still applies Level 1's multi-tenant rule (one `@`, vendor <= 13 chars), so
-    // the list cannot be carried and is discarded whole. README: "Where we differ".
-    (&["tenant@averyverylongvendorname=x"],         Err(TsE::InvalidKey)),
-    (&["a@b@c=x"],                                  Err(TsE::InvalidKey)),
+    // Level 2 keys are valid, but opentelemetry's `TraceState` (the type a SpanContext must
+    // hold) still applies Level 1's multi-tenant rule (one `@`, vendor <= 13 chars): the
+    // trace state holds the other members; the propagator forwards the whole list (see
+    // LEVEL2_ROUND_TRIP below).
+    (&["tenant@averyverylongvendorname=x"],         Ok("")),
+    (&["a@b@c=x"],                                  Ok("")),
+    (&["foo@=1,bar=2"],                             Ok("foo@=1,bar=2")), // an empty vendor it accepts
+    (&["foo@@bar=1,bar=2"],                         Ok("bar=2")),
+    (&["foo@bar@baz=1,bar=2"],                      Ok("bar=2")),
+    (&["a=1", "b@c@d=2", "e=3"],                    Ok("a=1,e=3")),
+    // duplicate keys: the first occurrence stays, later ones are dropped
+    (&["a=1,a=2"],                                  Ok("a=1")),
+    (&["a=1,a=1"],                                  Ok("a=1")),
+    (&["a=1", "a=2"],                               Ok("a=1")),
+    (&["a=1,b=2,a=3,b=4,c=5"],                      Ok("a=1,b=2,c=5")),
+    (&["foo@@x=1,foo@@x=2,bar=3"],                  Ok("bar=3")),
     (&["a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~"],       Ok("a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~")),
     // invalid members discard the whole list
     (&["a=1,b"],                                    Err(TsE::MissingEquals)),
@@ -160,8 +171,14 @@ const PARSE_TRACESTATE: &[(&[&str], Result<&str, TsE>)] = &[
     (&["a=b\tc"],                                   Err(TsE::InvalidValue)),
     // value is 0*255(chr) nblk-chr: at least one character (primary source, trace-context-2)
     (&["a="],                                       Err(TsE::InvalidValue)),
-    (&["a=1,a=2"],                                  Err(TsE::DuplicateKey)),
-    (&["a=1", "a=2"],                               Err(TsE::DuplicateKey)),
+    (&["foo=,bar=3"],                               Err(TsE::InvalidValue)),
+    (&["foo=bar=baz"],                              Err(TsE::InvalidValue)),
+    (&["foo =1"],                                   Err(TsE::InvalidKey)),
+    (&["FOO=1"],                                    Err(TsE::InvalidKey)),
+    (&["foo.bar=1"],                                Err(TsE::InvalidKey)),
+    (&["@foo=1,bar=2"],                             Err(TsE::InvalidKey)),
+    // a duplicate does not excuse an invalid member after it
+    (&["a=1,a=2,B=3"],                              Err(TsE::InvalidKey)),
 ];
 
 #[test]
@@ -235,6 +252,27 @@ fn tracestate_member_limit_vectors() {
         parse_tracestate(&[key_too_long.as_bytes()]),
         Err(TsE::InvalidKey)
     );
+    // Level 2 keys opentelemetry's `TraceState` cannot hold (a tenant of 241 characters with
+    // a 14-character vendor, a 15-character vendor) are valid and left out of it; a tenant of
+    // 242 characters with a short vendor it can hold.
+    for (key, held) in [
+        (format!("{}@{}", "t".repeat(241), "v".repeat(14)), false),
+        (format!("t@{}", "v".repeat(15)), false),
+        (format!("{}@v", "t".repeat(242)), true),
+        ("z".repeat(256), true),
+    ] {
+        let line = format!("{key}=1");
+        let want = if held {
+            format!("foo=1,{line}")
+        } else {
+            "foo=1".to_owned()
+        };
+        assert_eq!(
+            parse_tracestate(&[b"foo=1".as_slice(), line.as_bytes()]).map(|t| t.header()),
+            Ok(want),
+            "{key}"
+        );
+    }
     let val_too_long = format!("a={}", "v".repeat(257));
     assert_eq!(
         parse_tracestate(&[val_too_long.as_bytes()]),
@@ -288,8 +326,16 @@ const EXTRACT: &[ExtractRow] = &[
         Some((T, P, 0x01)), "", &["Tracestate(MissingEquals)"]),
     (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=1"), ("tracestate", b"B=2")],
         Some((T, P, 0x01)), "", &["Tracestate(InvalidKey)"]),
+    // duplicate keys: the list is kept, the later duplicates dropped
     (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=1,a=2")],
-        Some((T, P, 0x01)), "", &["Tracestate(DuplicateKey)"]),
+        Some((T, P, 0x01)), "a=1", &[]),
+    (&[("traceparent", tp!("00", "00").as_bytes()), ("tracestate", b"a=1"), ("tracestate", b"b=2,a=3")],
+        Some((T, P, 0x00)), "a=1,b=2", &[]),
+    // Level 2 keys: valid; the SpanContext holds what opentelemetry can represent
+    (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"foo@@bar=1,bar=2")],
+        Some((T, P, 0x01)), "bar=2", &[]),
+    (&[("traceparent", tp!("00", "02").as_bytes()), ("tracestate", b"a@b@c=1")],
+        Some((T, P, 0x02)), "", &[]),
     (&[("traceparent", tp!("00", "01").as_bytes()), ("tracestate", b"a=x=y")],
         Some((T, P, 0x01)), "", &["Tracestate(InvalidValue)"]),
     // a non-ASCII byte makes the member invalid: the whole tracestate goes, not just the line
@@ -560,6 +606,236 @@ fn round_trip_vectors() {
         }
     }
     report("ROUND_TRIP", failures);
+}
+
+// ---------------------------------------------------------------------------------------------
+// W3C Level 2 through extract and inject: the cases of the W3C test harness at level 2
+// (docs/propagation.md, "W3C test harness"), as our own vectors
+// ---------------------------------------------------------------------------------------------
+
+/// What goes out for one incoming request: (incoming `traceparent`, incoming `tracestate`
+/// lines, outgoing `tracestate` when the application left the trace state alone).
+type Level2Row = (&'static str, Vec<String>, Option<String>);
+
+fn level2_rows() -> Vec<Level2Row> {
+    let l = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    let o = |s: &str| Some(s.to_owned());
+    let tenant_241 = format!("{}@{}", "t".repeat(241), "v".repeat(14));
+    let tenant_242 = format!("{}@v", "t".repeat(242));
+    let vendor_15 = format!("t@{}", "v".repeat(15));
+    let key_256 = "z".repeat(256);
+    let key_257 = "z".repeat(257);
+    vec![
+        // Level 2 keys: inherited, forwarded as received (lines combined, OWS and empty
+        // members removed)
+        (tp!("00", "00"), l(&["foo@=1,bar=2"]), o("foo@=1,bar=2")),
+        (
+            tp!("00", "00"),
+            l(&["foo@@bar=1,bar=2"]),
+            o("foo@@bar=1,bar=2"),
+        ),
+        (
+            tp!("00", "00"),
+            l(&["foo@bar@baz=1,bar=2"]),
+            o("foo@bar@baz=1,bar=2"),
+        ),
+        (
+            tp!("00", "01"),
+            l(&[" a=1 ,, b@c@d=2\t", "", "e=3"]),
+            o("a=1,b@c@d=2,e=3"),
+        ),
+        (
+            tp!("00", "00"),
+            l(&["foo=1", &format!("{tenant_241}=1")]),
+            Some(format!("foo=1,{tenant_241}=1")),
+        ),
+        (
+            tp!("00", "00"),
+            l(&["foo=1", &format!("{tenant_242}=1")]),
+            Some(format!("foo=1,{tenant_242}=1")),
+        ),
+        (
+            tp!("00", "00"),
+            l(&["foo=1", &format!("{vendor_15}=1")]),
+            Some(format!("foo=1,{vendor_15}=1")),
+        ),
+        (
+            tp!("00", "00"),
+            l(&["foo=1", &format!("{key_256}=1")]),
+            Some(format!("foo=1,{key_256}=1")),
+        ),
+        // duplicate keys: the list kept, the first occurrence stays
+        (tp!("00", "00"), l(&["foo=1,foo=1"]), o("foo=1")),
+        (tp!("00", "00"), l(&["foo=1,foo=2"]), o("foo=1")),
+        (tp!("00", "00"), l(&["foo=1", "foo=1"]), o("foo=1")),
+        (tp!("00", "00"), l(&["foo=1", "foo=2"]), o("foo=1")),
+        (
+            tp!("00", "00"),
+            l(&["foo@=1,foo@=2,bar=3"]),
+            o("foo@=1,bar=3"),
+        ),
+        // still invalid: the whole list discarded, the trace kept
+        (tp!("00", "00"), l(&["@foo=1,bar=2"]), None),
+        (
+            tp!("00", "00"),
+            l(&["foo=1", &format!("{key_257}=1")]),
+            None,
+        ),
+        (tp!("00", "00"), l(&["foo=bar=baz"]), None),
+        (tp!("00", "00"), l(&["foo=,bar=3"]), None),
+        (tp!("00", "00"), l(&["foo =1"]), None),
+        (tp!("00", "00"), l(&["FOO=1"]), None),
+        (tp!("00", "00"), l(&["foo.bar=1"]), None),
+        (tp!("00", "00"), l(&["foo@=1,bar=2,x"]), None),
+    ]
+}
+
+fn level2_request(tp_in: &str, lines: &[String]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("traceparent", tp_in.parse().unwrap());
+    for line in lines {
+        h.append("tracestate", line.parse().unwrap());
+    }
+    h
+}
+
+/// A span this process made under `cx`'s remote parent, as the SDK makes it: a new span id,
+/// the parent's trace state, and the flags the SDK gives it (none when not sampled).
+fn child_of(cx: &Context, flags: u8) -> Context {
+    let parent = cx.span().span_context().clone();
+    cx.with_remote_span_context(SpanContext::new(
+        parent.trace_id(),
+        SpanId::from(0x1111_2222_3333_4444),
+        TraceFlags::new(flags),
+        false,
+        parent.trace_state().clone(),
+    ))
+}
+
+#[test]
+fn level2_tracestate_vectors() {
+    let p = MeshPropagator::istio();
+    let mut failures = Vec::new();
+    for (i, (tp_in, lines, want)) in level2_rows().iter().enumerate() {
+        let cx = p.extract_from_headers(&level2_request(tp_in, lines));
+        if !cx.span().span_context().is_valid() {
+            failures.push(format!("[{i}] {lines:?}: the trace was not kept"));
+        }
+        // The extracted context itself, and an SDK-like child span of it.
+        for (what, cx) in [("extracted", cx.clone()), ("child", child_of(&cx, 0))] {
+            let mut out = HeaderMap::new();
+            p.inject_into_headers(&cx, &mut out);
+            let got = out
+                .get("tracestate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            if got != *want || out.get_all("tracestate").iter().count() > 1 {
+                failures.push(format!(
+                    "[{i}] ({what}, HeaderMap) {lines:?}: want {want:?}, got {got:?}"
+                ));
+            }
+            let mut map: HashMap<String, String> = HashMap::new();
+            p.inject_context(&cx, &mut map);
+            if map.get("tracestate") != want.as_ref() {
+                failures.push(format!(
+                    "[{i}] ({what}, HashMap) {lines:?}: want {want:?}, got {:?}",
+                    map.get("tracestate")
+                ));
+            }
+        }
+        // The generic extract path keeps the whole list too (one line per name there).
+        if lines.len() == 1 {
+            let map = HashMap::from([
+                ("traceparent".to_owned(), tp_in.to_string()),
+                ("tracestate".to_owned(), lines[0].clone()),
+            ]);
+            let mut out = HeaderMap::new();
+            p.inject_into_headers(&p.extract(&map), &mut out);
+            let got = out
+                .get("tracestate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            if got != *want {
+                failures.push(format!(
+                    "[{i}] (generic extract) {lines:?}: want {want:?}, got {got:?}"
+                ));
+            }
+        }
+    }
+    report("LEVEL2_TRACESTATE", failures);
+}
+
+/// A trace state the application changed goes out as the span context holds it: the
+/// Level 2 members opentelemetry could not hold are not in it.
+#[test]
+fn level2_tracestate_changed_by_the_application_goes_out_as_held() {
+    let p = MeshPropagator::istio();
+    let cx = p.extract_from_headers(&level2_request(tp!("00", "01"), &["foo@@x=1,bar=2".into()]));
+    let sc = cx.span().span_context().clone();
+    assert_eq!(sc.trace_state().header(), "bar=2");
+    let changed = cx.with_remote_span_context(SpanContext::new(
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags(),
+        true,
+        sc.trace_state().insert("mine", "x").unwrap(),
+    ));
+    let mut out = HeaderMap::new();
+    p.inject_into_headers(&changed, &mut out);
+    assert_eq!(out["tracestate"], "mine=x,bar=2");
+    // A span of another trace under the same request does not get the received list.
+    let other = cx.with_remote_span_context(SpanContext::new(
+        TraceId::from(0x1234_u128),
+        SpanId::from(0x5678_u64),
+        TraceFlags::SAMPLED,
+        false,
+        sc.trace_state().clone(),
+    ));
+    let mut out = HeaderMap::new();
+    p.inject_into_headers(&other, &mut out);
+    assert_eq!(out["tracestate"], "bar=2");
+}
+
+/// (incoming flags, flags of the local child span, outgoing flags)
+#[rustfmt::skip]
+const RANDOM_FLAG: &[(&str, u8, &str)] = &[
+    // the received random flag goes out on every call of the trace, sampled or not,
+    // whatever flags the SDK gave the child span
+    ("02", 0x00, "02"),
+    ("03", 0x01, "03"),
+    ("03", 0x00, "02"),
+    ("02", 0x01, "03"),
+    // no random flag received: none added (this process did not make the trace id)
+    ("00", 0x00, "00"),
+    ("01", 0x01, "01"),
+    ("01", 0x00, "00"),
+];
+
+#[test]
+fn random_flag_vectors() {
+    let p = MeshPropagator::istio();
+    let mut failures = Vec::new();
+    for (i, (flags_in, child_flags, flags_out)) in RANDOM_FLAG.iter().enumerate() {
+        let value = format!("00-{T}-{P}-{flags_in}");
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", value.parse().unwrap());
+        let cx = child_of(&p.extract_from_headers(&h), *child_flags);
+        let want = format!("00-{T}-1111222233334444-{flags_out}");
+        let mut out = HeaderMap::new();
+        p.inject_into_headers(&cx, &mut out);
+        let mut map: HashMap<String, String> = HashMap::new();
+        p.inject_context(&cx, &mut map);
+        for (path, got) in [
+            (
+                "HeaderMap",
+                out.get("traceparent").map(|v| v.to_str().unwrap()),
+            ),
+            ("HashMap", map.get("traceparent").map(String::as_str)),
+        ] {
+            if got != Some(want.as_str()) {
+                failures.push(format!("[{i}] ({path}) in -{flags_in}, child {child_flags:#04x}: want {want}, got {got:?}"));
+            }
+        }
+    }
+    report("RANDOM_FLAG", failures);
 }
 
 #[test]

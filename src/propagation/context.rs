@@ -8,7 +8,7 @@ use super::traceparent::{TraceparentError, TracestateError};
 use super::Format;
 use http::{HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::{SpanContext, SpanId, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceId, TraceState};
 use opentelemetry::Context;
 use std::fmt;
 
@@ -52,6 +52,9 @@ pub struct RemoteParent {
     pub sampling: SamplingState,
     /// True when B3 sent this trace id as 64 bits; B3 output then keeps 16 hex digits.
     pub b3_trace_id_64bit: bool,
+    /// True when `traceparent` carried this trace with the W3C random flag (`0x02`); every
+    /// outgoing call of the trace re-sends it, whatever flags a local span has.
+    pub random: bool,
 }
 
 /// A context that lost a conflict, kept so the server span can link to it.
@@ -79,6 +82,30 @@ pub struct MeshContext {
     /// The incoming baggage, kept when every member was valid so that baggage the
     /// application did not change goes out byte-for-byte.
     pub(super) baggage_received: Option<ReceivedBaggage>,
+    /// The incoming `tracestate`, kept when opentelemetry's `TraceState` could not hold all
+    /// of it (Level 2 keys), so that a trace state the application did not change goes out
+    /// whole.
+    pub(super) tracestate_received: Option<ReceivedTracestate>,
+}
+
+/// A `tracestate` list opentelemetry's [`TraceState`] could not hold whole: the list as
+/// received (valid members joined by `,`), with the trace it came with and the trace state
+/// the remote parent's `SpanContext` got from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ReceivedTracestate {
+    pub(super) trace_id: TraceId,
+    pub(super) whole: bytes::Bytes,
+    pub(super) held: TraceState,
+}
+
+impl ReceivedTracestate {
+    /// The whole received list, if `sc` is of its trace and still carries the trace state
+    /// made from it. A `TraceState` is copied into every child span, so "unchanged" is a
+    /// comparison of at most 32 members, not of an address.
+    pub(super) fn unchanged_in(&self, sc: &SpanContext) -> Option<&[u8]> {
+        (sc.trace_id() == self.trace_id && sc.trace_state() == &self.held)
+            .then_some(&self.whole[..])
+    }
 }
 
 /// The `baggage` lines as received (joined), and a context holding the [`Baggage`] they were
@@ -165,6 +192,7 @@ impl MeshContext {
             && self.losing.is_empty()
             && self.errors.is_empty()
             && self.baggage_received.is_none()
+            && self.tracestate_received.is_none()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::b3::{self, MultiHeaders, B3};
 use super::baggage;
-use super::context::{ExtractError, MeshContext, ReceivedBaggage};
+use super::context::{ExtractError, MeshContext, ReceivedBaggage, ReceivedTracestate};
 use super::format::{name, Format};
 use super::passthrough::PassThrough;
 use super::resolve::{self, Candidate, Candidates};
@@ -13,7 +13,7 @@ use super::MeshPropagator;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{TraceContextExt, TraceState};
+use opentelemetry::trace::{TraceContextExt, TraceId, TraceState};
 use opentelemetry::Context;
 
 /// Header values seen for one name: most requests carry one, some carry several lines.
@@ -217,11 +217,20 @@ impl TraceHeaders<'_> {
             match parsed {
                 // tracestate is read only with a valid traceparent.
                 Ok(tp) => {
-                    let trace_state = traceparent::parse_tracestate(self.tracestate.as_slice())
-                        .unwrap_or_else(|e| {
-                            errors.push(e.into());
-                            TraceState::NONE
+                    let (trace_state, whole) = traceparent::read_tracestate(
+                        self.tracestate.as_slice(),
+                    )
+                    .unwrap_or_else(|e| {
+                        errors.push(e.into());
+                        (TraceState::NONE, None)
+                    });
+                    if let Some(whole) = whole {
+                        cands.put_tracestate_received(ReceivedTracestate {
+                            trace_id: TraceId::from(tp.trace_id),
+                            whole,
+                            held: trace_state.clone(),
                         });
+                    }
                     cands.put(Candidate::from_traceparent(tp, trace_state));
                 }
                 Err(e) => errors.push(e.into()),

@@ -42,9 +42,15 @@ impl MeshPropagator {
                 .filter(|r| r.trace_id == sc.trace_id());
             let ids = Outgoing::new(sc, remote);
             if inj.contains(Format::TraceContext) {
-                // The `random` flag, when this process started the trace (with a random id).
-                let random = remote.is_none() && !sc.is_remote() && cfg.random_trace_ids;
-                put_traceparent(out, &ids, sc, random);
+                // The `random` flag: as the remote parent of this trace sent it (SDK spans
+                // of an unsampled trace carry no flags), else when this process started the
+                // trace with a random id.
+                let random = match remote {
+                    Some(r) => r.random,
+                    None => !sc.is_remote() && cfg.random_trace_ids,
+                };
+                let received = mesh.and_then(|m| m.tracestate_received.as_ref()?.unchanged_in(sc));
+                put_traceparent(out, &ids, sc, random, received);
             }
             if inj.contains(Format::B3Single) {
                 put_b3_single(out, &ids);
@@ -100,8 +106,16 @@ impl Outgoing {
     }
 }
 
-/// `traceparent` (version 00, the flags as received plus `random` if asked) and `tracestate`.
-fn put_traceparent(out: &mut impl Out, ids: &Outgoing, sc: &SpanContext, random: bool) {
+/// `traceparent` (version 00, the flags as received plus `random` if asked) and `tracestate`:
+/// the whole received list when given (the application left the trace state unchanged),
+/// else the span context's.
+fn put_traceparent(
+    out: &mut impl Out,
+    ids: &Outgoing,
+    sc: &SpanContext,
+    random: bool,
+    received: Option<&[u8]>,
+) {
     let mut flags = sc.trace_flags().to_u8() & traceparent::KNOWN_FLAGS;
     if random {
         flags |= FLAG_RANDOM;
@@ -113,8 +127,9 @@ fn put_traceparent(out: &mut impl Out, ids: &Outgoing, sc: &SpanContext, random:
             flags,
         ))
     });
-    out.put(&format::TRACESTATE, |buf| {
-        traceparent::write_tracestate(sc.trace_state(), buf)
+    out.put(&format::TRACESTATE, |buf| match received {
+        Some(whole) => buf.extend_from_slice(whole),
+        None => traceparent::write_tracestate(sc.trace_state(), buf),
     });
 }
 

@@ -3,7 +3,7 @@
 //! [`resolve`] applies them in order.
 
 use super::b3::{B3Context, SamplingState};
-use super::context::{LosingContext, MeshContext, RemoteParent};
+use super::context::{LosingContext, MeshContext, ReceivedTracestate, RemoteParent};
 use super::traceparent::{Traceparent, FLAG_RANDOM, FLAG_SAMPLED};
 use super::Format;
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
@@ -84,6 +84,8 @@ pub(super) struct Candidates {
     single_sampling_only: Option<SamplingState>,
     /// The B3 decision the multi headers sent without ids (`x-b3-sampled` alone).
     multi_sampling_only: Option<SamplingState>,
+    /// The `tracestate` list, when the traceparent's `TraceState` could not hold it whole.
+    tracestate_received: Option<ReceivedTracestate>,
 }
 
 impl Candidates {
@@ -91,6 +93,11 @@ impl Candidates {
     pub(super) fn put(&mut self, candidate: Candidate) {
         let i = slot(candidate.format);
         self.slots[i] = Some(candidate);
+    }
+
+    /// Keeps the whole `tracestate` list the traceparent candidate's `TraceState` could not hold.
+    pub(super) fn put_tracestate_received(&mut self, received: ReceivedTracestate) {
+        self.tracestate_received = Some(received);
     }
 
     /// Records a B3 decision sent without ids by `format` (B3 single or multi).
@@ -119,6 +126,7 @@ pub(super) fn resolve(
     mesh: &mut MeshContext,
 ) -> Option<SpanContext> {
     let order = priority.map(slot);
+    mesh.tracestate_received = cands.tracestate_received.take();
     let sampling_only = sampling_without_ids(&cands);
     let Some(first) = by_priority(&cands, order) else {
         mesh.sampling_only = sampling_only;
@@ -139,6 +147,7 @@ pub(super) fn resolve(
         span_id: SpanId::from(span_id),
         sampling,
         b3_trace_id_64bit: lent.narrow,
+        random: lent.random,
     });
     Some(w.span_context(sampling, lent.random, lent.trace_state))
 }

@@ -1,7 +1,8 @@
 //! W3C Trace Context Level 2: the `traceparent` and `tracestate` headers.
 //!
 //! Parsing works on bytes and never allocates for `traceparent`; `tracestate` allocates
-//! only for the [`TraceState`] it returns.
+//! only for the [`TraceState`] it returns (and, when that cannot hold a Level 2 key, for the
+//! list as received).
 
 use super::{hex, ows};
 use opentelemetry::trace::TraceState;
@@ -86,9 +87,6 @@ pub enum TracestateError {
     /// A value breaks the value grammar.
     #[error("invalid tracestate value")]
     InvalidValue,
-    /// The same key appears twice.
-    #[error("duplicate tracestate key")]
-    DuplicateKey,
 }
 
 /// Parses one `traceparent` value.
@@ -202,45 +200,91 @@ fn split_member(member: &[u8]) -> Result<(&str, &str), TracestateError> {
     }
 }
 
-/// Validates every member of the combined lines; returns how many there are.
-fn validate(lines: &[&[u8]]) -> Result<usize, TracestateError> {
-    let members = raw_members(lines);
-    let mut n = 0;
-    for member in members.clone() {
-        if n == MAX_TRACESTATE_MEMBERS {
-            return Err(TracestateError::TooManyMembers);
-        }
-        let (key, _) = split_member(member)?;
-        // At most 32 members, so comparing with the earlier keys stays cheap.
-        let earlier = members.clone().take(n);
-        if earlier
-            .filter_map(|m| split_member(m).ok())
-            .any(|(k, _)| k == key)
-        {
-            return Err(TracestateError::DuplicateKey);
-        }
-        n += 1;
-    }
-    Ok(n)
+/// The members of a valid `tracestate`, in order; a key's later duplicates are dropped.
+struct Members<'a> {
+    kv: [(&'a str, &'a str); MAX_TRACESTATE_MEMBERS],
+    n: usize,
 }
 
-/// Parses the `tracestate` header lines, combined in order.
+impl<'a> Members<'a> {
+    fn as_slice(&self) -> &[(&'a str, &'a str)] {
+        &self.kv[..self.n]
+    }
+}
+
+/// Validates every member of the combined lines (at most 32 as received, duplicates
+/// counted), keeping the first occurrence of each key.
+fn members<'a>(lines: &'a [&'a [u8]]) -> Result<Members<'a>, TracestateError> {
+    let mut m = Members {
+        kv: [("", ""); MAX_TRACESTATE_MEMBERS],
+        n: 0,
+    };
+    for (received, member) in raw_members(lines).enumerate() {
+        if received == MAX_TRACESTATE_MEMBERS {
+            return Err(TracestateError::TooManyMembers);
+        }
+        let (key, value) = split_member(member)?;
+        // At most 32 members, so comparing with the earlier keys stays cheap.
+        if !m.as_slice().iter().any(|&(k, _)| k == key) {
+            m.kv[m.n] = (key, value);
+            m.n += 1;
+        }
+    }
+    Ok(m)
+}
+
+/// Parses the `tracestate` header lines, combined in order; a key's later duplicates are
+/// dropped.
 ///
-/// An empty result (no lines, or only empty members) is `TraceState::NONE`.
+/// The result is what opentelemetry's [`TraceState`] can hold: it still applies Level 1's
+/// multi-tenant key rule, so members with Level 2 keys such as `foo@@bar` or `a@b@c` are left
+/// out of it (the propagator still forwards them: see [`MeshPropagator`]). An empty result
+/// (no lines, or only empty members) is `TraceState::NONE`.
 ///
 /// ```
 /// use meshtrace::propagation::traceparent::parse_tracestate;
 /// let ts = parse_tracestate(&[b"congo=t61rcWkgMzE".as_slice(), b" rojo=00f067aa0ba902b7 ".as_slice()]).unwrap();
 /// assert_eq!(ts.header(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+/// let ts = parse_tracestate(&[b"a=1,foo@@bar=2,a=3".as_slice()]).unwrap();
+/// assert_eq!(ts.header(), "a=1");
 /// ```
+///
+/// [`MeshPropagator`]: super::MeshPropagator
 pub fn parse_tracestate(lines: &[&[u8]]) -> Result<TraceState, TracestateError> {
-    if validate(lines)? == 0 {
-        return Ok(TraceState::NONE);
+    read_tracestate(lines).map(|(held, _)| held)
+}
+
+/// Parses the `tracestate` lines into the trace state opentelemetry can hold and, when that
+/// is not the whole list, the whole list (valid members joined by `,`, duplicates dropped),
+/// to be forwarded as received.
+pub(crate) fn read_tracestate(
+    lines: &[&[u8]],
+) -> Result<(TraceState, Option<bytes::Bytes>), TracestateError> {
+    let m = members(lines)?;
+    let kv = m.as_slice();
+    if kv.is_empty() {
+        return Ok((TraceState::NONE, None));
     }
-    // opentelemetry's own check is narrower on keys (one `@`, at most 13 characters of
-    // vendor after it); a key it refuses discards the list like any other invalid key.
-    TraceState::from_key_value(raw_members(lines).filter_map(|m| split_member(m).ok()))
-        .map_err(|_| TracestateError::InvalidKey)
+    if let Ok(held) = TraceState::from_key_value(kv.iter().copied()) {
+        return Ok((held, None));
+    }
+    // Some key is Level 2 only: the SpanContext gets every member opentelemetry accepts.
+    let held = TraceState::from_key_value(
+        kv.iter()
+            .copied()
+            .filter(|&member| TraceState::from_key_value([member]).is_ok()),
+    )
+    .unwrap_or(TraceState::NONE);
+    let mut whole = Vec::with_capacity(kv.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (i, (key, value)) in kv.iter().enumerate() {
+        if i > 0 {
+            whole.push(b',');
+        }
+        whole.extend_from_slice(key.as_bytes());
+        whole.push(b'=');
+        whole.extend_from_slice(value.as_bytes());
+    }
+    Ok((held, Some(whole.into())))
 }
 
 /// Writes a trace state as one header line, leaving it empty if any member is invalid
