@@ -6,6 +6,9 @@
 //! 3. extract(inject(cx)) == cx for valid span contexts, baggage and pass-through values;
 //! 4. baggage limits (SPECS.md §2): up to 64 members / 8192 bytes nothing is lost, beyond
 //!    that only whole members are dropped.
+//! 5. W3C Level 2 (SPECS.md §1): any valid `tracestate` (Level 2 keys, duplicates, spacing,
+//!    several lines) goes out unchanged as its members, first occurrences kept, and the
+//!    random flag goes out on a child span the SDK gave no flags.
 
 mod support;
 
@@ -467,6 +470,61 @@ proptest! {
         prop_assert_eq!(back.span().span_context().clone(), expected.clone(), "Injector path, wire {:?}", wire);
         prop_assert_eq!(baggage_vec(&back), propagation::baggage_entries(&bag), "Injector path, wire {:?}", wire);
         prop_assert_eq!(pass_through_of(&back), pass_through_of(&cx0), "Injector path, wire {:?}", wire);
+    }
+
+    /// SPECS.md §1: a valid `tracestate` (Level 2 keys, duplicates, whitespace and empty
+    /// members, split over lines) is inherited: inject of the extracted context, and of a
+    /// child span with the parent's trace state and no flags, sends its members with the
+    /// first occurrence of each key, and keeps the random flag received.
+    #[test]
+    fn level2_tracestate_and_random_flag_inherited(
+        members in prop::collection::vec(("[a-z0-9][a-z0-9_*/@-]{0,40}", "[ -+--<>-~]{0,10}[!-+--<>-~]"), 1..20),
+        dup in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        split in prop::collection::vec(any::<bool>(), 20),
+        ows in prop::collection::vec(prop_oneof![Just(""), Just(" "), Just("\t"), Just(" ,\t")], 20),
+        flags in 0u8..4,
+    ) {
+        let p = MeshPropagator::istio();
+        let mut all = members.clone();
+        all.extend(dup.iter().map(|i| i.get(&members).clone()));
+        let mut lines = vec![String::new()];
+        for (i, (k, v)) in all.iter().enumerate() {
+            if i > 0 && split[i % split.len()] {
+                lines.push(String::new());
+            }
+            let line = lines.last_mut().unwrap();
+            let pad = ows[i % ows.len()];
+            line.push_str(&format!("{pad}{k}={v}{pad},"));
+        }
+        let mut first = Vec::<(String, String)>::new();
+        for (k, v) in &all {
+            if !first.iter().any(|(f, _)| f == k) {
+                first.push((k.clone(), v.clone()));
+            }
+        }
+        let want = first.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", format!("00-{:032x}-{:016x}-{flags:02x}", 0xabc_u128, 0xdef_u64).parse().unwrap());
+        for line in &lines {
+            h.append("tracestate", line.parse().unwrap());
+        }
+        let cx = p.extract_from_headers(&h);
+        let parent = cx.span().span_context().clone();
+        let child = cx.with_remote_span_context(SpanContext::new(
+            parent.trace_id(),
+            SpanId::from(0x1234_u64),
+            TraceFlags::default(),
+            false,
+            parent.trace_state().clone(),
+        ));
+        for (what, cx) in [("extracted", &cx), ("child", &child)] {
+            let mut out = HeaderMap::new();
+            p.inject_into_headers(cx, &mut out);
+            prop_assert_eq!(out.get("tracestate").map(|v| v.to_str().unwrap()), Some(want.as_str()), "{} {:?}", what, lines);
+            let tp = out["traceparent"].to_str().unwrap();
+            let got_flags = u8::from_str_radix(&tp[53..], 16).unwrap();
+            prop_assert_eq!(got_flags & 0x02, flags & 0x02, "{} {}", what, tp);
+        }
     }
 
     /// SPECS.md §2: "Must propagate everything up to 64 members and 8192 bytes (all baggage

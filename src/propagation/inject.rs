@@ -109,6 +109,7 @@ impl Outgoing {
 /// `traceparent` (version 00, the flags as received plus `random` if asked) and `tracestate`:
 /// the whole received list when given (the application left the trace state unchanged),
 /// else the span context's.
+#[inline]
 fn put_traceparent(
     out: &mut impl Out,
     ids: &Outgoing,
