@@ -49,8 +49,7 @@ impl MeshPropagator {
                     Some(r) => r.random,
                     None => !sc.is_remote() && cfg.random_trace_ids,
                 };
-                let received = mesh.and_then(|m| m.tracestate_received.as_ref()?.unchanged_in(sc));
-                put_traceparent(out, &ids, sc, random, received);
+                put_traceparent(out, &ids, sc, random, mesh);
             }
             if inj.contains(Format::B3Single) {
                 put_b3_single(out, &ids);
@@ -107,15 +106,15 @@ impl Outgoing {
 }
 
 /// `traceparent` (version 00, the flags as received plus `random` if asked) and `tracestate`:
-/// the whole received list when given (the application left the trace state unchanged),
-/// else the span context's.
+/// the whole list received, if the application left the trace state unchanged, else the
+/// span context's.
 #[inline]
 fn put_traceparent(
     out: &mut impl Out,
     ids: &Outgoing,
     sc: &SpanContext,
     random: bool,
-    received: Option<&[u8]>,
+    mesh: Option<&MeshContext>,
 ) {
     let mut flags = sc.trace_flags().to_u8() & traceparent::KNOWN_FLAGS;
     if random {
@@ -128,9 +127,11 @@ fn put_traceparent(
             flags,
         ))
     });
-    out.put(&format::TRACESTATE, |buf| match received {
-        Some(whole) => buf.extend_from_slice(whole),
-        None => traceparent::write_tracestate(sc.trace_state(), buf),
+    out.put(&format::TRACESTATE, |buf| {
+        match mesh.and_then(|m| m.tracestate_received.as_ref()?.unchanged_in(sc)) {
+            Some(whole) => buf.extend_from_slice(whole),
+            None => traceparent::write_tracestate(sc.trace_state(), buf),
+        }
     });
 }
 
