@@ -1188,25 +1188,29 @@ fn intentional_difference_b3_legacy_sampled_values() {
     }
 }
 
-/// SPECS.md §3: "`x-b3-sampled` (`1`/`0`; legacy `true`/`false` …)" and "A deferred decision
-/// must not silently become 'not sampled'". An unrecognised `x-b3-sampled` value is ignored
-/// by us (the decision stays deferred, the ids are kept); the B3 crate drops the context.
+/// SPECS.md §3: "Any other `x-b3-sampled` value, the empty one included, makes the
+/// multi-header context invalid". The B3 crate agrees on `yes`, `hello`, `10` and the empty
+/// value: both drop the context. Only `d` still differs: the crate, when its inject encoding
+/// includes the single header, reads `x-b3-sampled: d` as its private debug flag (not
+/// sampled); we reject it as brave, zipkin-go and go-contrib do.
 #[test]
 fn intentional_difference_b3_unknown_sampled_value() {
     for (encoding, o, t) in b3_pairs() {
-        let m = text_map(&[
-            ("x-b3-traceid", TRACE),
-            ("x-b3-spanid", SPAN),
-            ("x-b3-sampled", "yes"),
-        ]);
-        let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
-        assert_eq!(
-            sc(&a).unwrap().trace_id,
-            TraceId::from(TRACE_ID),
-            "[{encoding}]"
-        );
-        assert!(a.mesh().unwrap().is_deferred());
-        assert_eq!(sc(&b), None, "[{encoding}]");
+        for v in ["yes", "hello", "10", "", "d"] {
+            let m = text_map(&[
+                ("x-b3-traceid", TRACE),
+                ("x-b3-spanid", SPAN),
+                ("x-b3-sampled", v),
+            ]);
+            let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
+            assert_eq!(sc(&a), None, "[{encoding}] {v:?}");
+            assert!(a.mesh().unwrap().remote().is_none(), "[{encoding}] {v:?}");
+            let theirs_keeps = v == "d" && encoding != "multi";
+            assert_eq!(sc(&b).is_some(), theirs_keeps, "[{encoding}] {v:?}");
+            if theirs_keeps {
+                assert!(!sc(&b).unwrap().sampled, "[{encoding}] {v:?}");
+            }
+        }
     }
 }
 
@@ -1529,7 +1533,8 @@ proptest! {
 // |                                   | 0x02 means random, sampled still written    | so a random+sampled context goes out deferred    |               |
 // | b3_legacy_sampled_values          | `x-b3-sampled` true/false in any case       | crate: `true` only for multi-only encoding, no   | §3 "legacy `true`/`false`, any case, accepted on extract" |
 // |                                   |                                             | other case; refusal drops the whole context      |               |
-// | b3_unknown_sampled_value          | unknown `x-b3-sampled`: ignored, deferred   | crate drops the whole context                    | no explicit line; closest §3 "A deferred decision must not silently become 'not sampled'" |
+// | b3_unknown_sampled_value          | any other `x-b3-sampled` (`yes`, `10`, ``,  | crate agrees except on `d`, which it reads as    | §3 "Any other `x-b3-sampled` value, the empty one included, makes the multi-header |
+// |                                   | `d`): multi context invalid                 | its private debug flag (single/both encodings)   | context invalid" |
 // | b3_flags_zero_ignored             | `x-b3-flags: 0` ignored                     | crate: 0 = not sampled, overriding sampled 1     | §3 "`x-b3-flags: 1` = debug (any other value ignored)" |
 // | b3_invalid_multi_parent           | bad `x-b3-parentspanid`: multi rejected     | crate checks it and ignores the result           | §3 "SpanId / ParentSpanId: 16 lowercase hex … invalid" |
 // | b3_single_field_syntax            | trailing `-` (empty field), `+` sign rejected | crate accepts (split_terminator, from_str_radix) | §3 "Uppercase, wrong length, non-hex, empty fields, more than 4 fields: invalid." |
