@@ -19,7 +19,8 @@ pub fn is_forwardable(value: &[u8], max_len: usize) -> bool {
 }
 
 /// The pass-through values taken from an incoming request: in the order of the configured
-/// names, and as received within one name (the same order whichever path extracted them).
+/// names (the same order whichever path extracted them), one value per name: the first line
+/// received, if it was fit to forward.
 ///
 /// ```
 /// use meshtrace::MeshPropagator;
@@ -44,7 +45,7 @@ impl PassThrough {
             .map(|(_, v)| v)
     }
 
-    /// Every value of a header, in the order received.
+    /// Every value of a header held: one at most, the first line received.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
         self.entries
             .iter()
@@ -81,9 +82,10 @@ impl PassThrough {
         }
     }
 
-    /// Adds a value, if it is fit to forward (see [`is_forwardable`]); returns whether it was kept.
+    /// Adds a value, if it is fit to forward (see [`is_forwardable`]) and no value of that
+    /// name is held yet (one value per header is forwarded); returns whether it was kept.
     pub fn push(&mut self, name: HeaderName, value: HeaderValue, max_len: usize) -> bool {
-        let ok = is_forwardable(value.as_bytes(), max_len);
+        let ok = is_forwardable(value.as_bytes(), max_len) && self.get(name.as_str()).is_none();
         if ok {
             self.entries.push((name, value));
         }

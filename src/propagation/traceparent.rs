@@ -19,6 +19,10 @@ pub(crate) const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
 const V00_LEN: usize = 55;
 /// Most members a `tracestate` may hold before it is discarded.
 pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// Most bytes the `tracestate` lines (joined with commas) may hold before the list is
+/// discarded unread: eight times the 512 W3C asks every vendor to propagate, and what keeps
+/// every header one inject writes under 16 KiB.
+pub const MAX_TRACESTATE_BYTES: usize = 4096;
 
 /// A parsed, valid `traceparent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +81,9 @@ pub enum TracestateError {
     /// More than 32 list members.
     #[error("tracestate has more than 32 members")]
     TooManyMembers,
+    /// More than 4096 bytes, all lines together.
+    #[error("tracestate is over 4096 bytes")]
+    TooLong,
     /// A member has no `=`.
     #[error("tracestate member without '='")]
     MissingEquals,
@@ -226,7 +233,8 @@ fn validate(lines: &[&[u8]]) -> Result<usize, TracestateError> {
 
 /// Parses the `tracestate` header lines, combined in order.
 ///
-/// An empty result (no lines, or only empty members) is `TraceState::NONE`.
+/// An empty result (no lines, or only empty members) is `TraceState::NONE`. Lines over
+/// [`MAX_TRACESTATE_BYTES`] are discarded unread, and reading stops at a 33rd member.
 ///
 /// ```
 /// use meshtrace::propagation::traceparent::parse_tracestate;
@@ -234,6 +242,10 @@ fn validate(lines: &[&[u8]]) -> Result<usize, TracestateError> {
 /// assert_eq!(ts.header(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
 /// ```
 pub fn parse_tracestate(lines: &[&[u8]]) -> Result<TraceState, TracestateError> {
+    let joined = lines.iter().map(|l| l.len() + 1).sum::<usize>();
+    if joined > MAX_TRACESTATE_BYTES + 1 {
+        return Err(TracestateError::TooLong);
+    }
     if validate(lines)? == 0 {
         return Ok(TraceState::NONE);
     }
