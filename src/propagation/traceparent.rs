@@ -256,7 +256,8 @@ pub fn parse_tracestate(lines: &[&[u8]]) -> Result<TraceState, TracestateError> 
 }
 
 /// Writes a trace state as one header line, leaving it empty if any member is invalid
-/// (a `TraceState` built in code is checked less strictly than the W3C grammar).
+/// (a `TraceState` built in code is checked less strictly than the W3C grammar) or if it
+/// would pass [`MAX_TRACESTATE_BYTES`].
 pub(crate) fn write_tracestate(ts: &TraceState, out: &mut Vec<u8>) {
     let start = out.len();
     for (i, (key, value)) in ts.into_iter().enumerate() {
@@ -273,5 +274,9 @@ pub(crate) fn write_tracestate(ts: &TraceState, out: &mut Vec<u8>) {
         out.extend_from_slice(key.as_bytes());
         out.push(b'=');
         out.extend_from_slice(value.as_bytes());
+    }
+    // A trace state built in code is not held to the limit on receive; it is on send.
+    if out.len() - start > MAX_TRACESTATE_BYTES {
+        out.truncate(start);
     }
 }
