@@ -6,7 +6,7 @@ use super::b3::{self, MultiHeaders, B3};
 use super::baggage;
 use super::context::{ExtractError, MeshContext, ReceivedBaggage};
 use super::format::{name, Format};
-use super::passthrough::{self, PassThrough};
+use super::passthrough::PassThrough;
 use super::resolve::{self, Candidate, Candidates};
 use super::traceparent::{self, TraceparentError};
 use super::MeshPropagator;
@@ -26,27 +26,28 @@ enum Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
-    /// Adds lines until they pass `max` bytes (joined with commas) or `max_lines`; the line
-    /// that passes `max` is kept, so the parser sees the limit was passed. Later lines are
-    /// not looked at.
+    /// The lines of one header, read until they pass `max` bytes (joined with commas) or
+    /// `max_lines`; the line that passes `max` is kept, so the parser sees the limit was
+    /// passed. Later lines are not looked at.
     #[inline]
-    fn extend(&mut self, lines: impl Iterator<Item = &'a [u8]>, max: usize, max_lines: usize) {
-        let mut bytes = self.as_slice().iter().map(|l| l.len() + 1).sum::<usize>();
-        for v in lines.take(max_lines) {
-            // `bytes` counts a comma after every line: one more than the joined length.
-            if bytes.saturating_sub(1) > max {
+    fn read(lines: impl Iterator<Item = &'a [u8]>, max: usize, max_lines: usize) -> Self {
+        let mut lines = lines.take(max_lines);
+        let Some(first) = lines.next() else {
+            return Lines::Zero;
+        };
+        let Some(second) = lines.next().filter(|_| first.len() <= max) else {
+            return Lines::One(first);
+        };
+        let mut joined = first.len() + 1 + second.len();
+        let mut all = vec![first, second];
+        for v in lines {
+            if joined > max {
                 break;
             }
-            bytes += v.len() + 1;
-            *self = match std::mem::take(self) {
-                Lines::Zero => Lines::One(v),
-                Lines::One(first) => Lines::Many(vec![first, v]),
-                Lines::Many(mut all) => {
-                    all.push(v);
-                    Lines::Many(all)
-                }
-            };
+            joined += 1 + v.len();
+            all.push(v);
         }
+        Lines::Many(all)
     }
 
     fn as_slice(&self) -> &[&'a [u8]] {
@@ -66,6 +67,22 @@ struct Raw<'a> {
     pass_through: PassThrough,
     /// Pass-through values dropped or not read, to be reported.
     pass_through_errors: Vec<ExtractError>,
+}
+
+impl Raw<'_> {
+    /// Reports a pass-through header whose first line was not kept, or that came on more
+    /// lines than the one read.
+    #[inline]
+    fn report_pass_through(&mut self, name: &HeaderName, kept: bool, repeated: bool) {
+        if !kept {
+            self.pass_through_errors
+                .push(ExtractError::PassThrough(name.clone()));
+        }
+        if repeated {
+            self.pass_through_errors
+                .push(ExtractError::PassThroughRepeated(name.clone()));
+        }
+    }
 }
 
 /// The lines of the trace formats.
@@ -115,7 +132,7 @@ impl MeshPropagator {
     }
 
     /// Takes what the formats need from the lines of one header.
-    #[inline]
+    #[inline(always)]
     fn gather<'a>(
         &self,
         raw: &mut Raw<'a>,
@@ -129,18 +146,18 @@ impl MeshPropagator {
         match name.as_str() {
             name::TRACEPARENT => {
                 if ex.contains(Format::TraceContext) {
-                    t.traceparent.extend(bytes, usize::MAX, TRACEPARENT_LINES);
+                    t.traceparent = Lines::read(bytes, usize::MAX, TRACEPARENT_LINES);
                 }
             }
             name::TRACESTATE => {
                 if ex.contains(Format::TraceContext) {
-                    t.tracestate
-                        .extend(bytes, traceparent::MAX_TRACESTATE_BYTES, usize::MAX);
+                    t.tracestate =
+                        Lines::read(bytes, traceparent::MAX_TRACESTATE_BYTES, usize::MAX);
                 }
             }
             name::BAGGAGE => {
                 if ex.contains(Format::Baggage) {
-                    raw.baggage.extend(bytes, baggage::MAX_BYTES, usize::MAX);
+                    raw.baggage = Lines::read(bytes, baggage::MAX_BYTES, usize::MAX);
                 }
             }
             // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
@@ -173,33 +190,15 @@ impl MeshPropagator {
             _ => {
                 if ex.contains(Format::PassThrough) && cfg.pass_through.contains(name) {
                     if let Some(value) = lines.next() {
-                        self.pass_through(raw, name, Some(value.clone()), lines.next().is_some());
+                        let kept = raw.pass_through.push(
+                            name.clone(),
+                            value.clone(),
+                            cfg.max_pass_through_len,
+                        );
+                        raw.report_pass_through(name, kept, lines.next().is_some());
                     }
                 }
             }
-        }
-    }
-
-    /// Keeps the first line of a pass-through header if it is fit to forward; reports it
-    /// if not, and reports that more lines came.
-    fn pass_through(
-        &self,
-        raw: &mut Raw<'_>,
-        name: &HeaderName,
-        first: Option<HeaderValue>,
-        repeated: bool,
-    ) {
-        let kept = first.is_some_and(|value| {
-            raw.pass_through
-                .push(name.clone(), value, self.cfg.max_pass_through_len)
-        });
-        if !kept {
-            raw.pass_through_errors
-                .push(ExtractError::PassThrough(name.clone()));
-        }
-        if repeated {
-            raw.pass_through_errors
-                .push(ExtractError::PassThroughRepeated(name.clone()));
         }
     }
 
@@ -218,16 +217,13 @@ impl MeshPropagator {
         if ex.contains(Format::Baggage) {
             baggage_lines = extractor.get_all(name::BAGGAGE);
         }
-        raw.trace
-            .traceparent
-            .extend(bytes(&traceparent), usize::MAX, TRACEPARENT_LINES);
-        raw.trace.tracestate.extend(
+        raw.trace.traceparent = Lines::read(bytes(&traceparent), usize::MAX, TRACEPARENT_LINES);
+        raw.trace.tracestate = Lines::read(
             bytes(&tracestate),
             traceparent::MAX_TRACESTATE_BYTES,
             usize::MAX,
         );
-        raw.baggage
-            .extend(bytes(&baggage_lines), baggage::MAX_BYTES, usize::MAX);
+        raw.baggage = Lines::read(bytes(&baggage_lines), baggage::MAX_BYTES, usize::MAX);
         let text = |name: &str| extractor.get(name).map(str::as_bytes);
         if ex.contains(Format::B3Single) {
             raw.trace.b3 = text(name::B3);
@@ -245,11 +241,15 @@ impl MeshPropagator {
             for name in &cfg.pass_through {
                 let values = extractor.get_all(name.as_str()).unwrap_or_default();
                 if let Some(first) = values.first() {
-                    let value =
-                        passthrough::is_forwardable(first.as_bytes(), cfg.max_pass_through_len)
-                            .then(|| HeaderValue::from_str(first).ok())
-                            .flatten();
-                    self.pass_through(&mut raw, name, value, values.len() > 1);
+                    // Only a value short enough to forward is copied (`push` checks the rest).
+                    let value = (first.len() <= cfg.max_pass_through_len)
+                        .then(|| HeaderValue::from_str(first).ok())
+                        .flatten();
+                    let kept = value.is_some_and(|value| {
+                        raw.pass_through
+                            .push(name.clone(), value, cfg.max_pass_through_len)
+                    });
+                    raw.report_pass_through(name, kept, values.len() > 1);
                 }
             }
         }
@@ -349,7 +349,11 @@ fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Contex
 
 /// The lines an `Extractor` returned, as bytes.
 fn bytes<'a>(lines: &'a Option<Vec<&'a str>>) -> impl Iterator<Item = &'a [u8]> {
-    lines.iter().flatten().map(|v| v.as_bytes())
+    lines
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_bytes())
 }
 
 #[inline]

@@ -112,10 +112,10 @@ impl PassThrough {
         }
     }
 
-    /// Adds a value, if it is fit to forward (see [`is_forwardable`]) and no value of that
-    /// name is held yet (one value per header is forwarded); returns whether it was kept.
+    /// Adds a value, if it is fit to forward (see [`is_forwardable`]); returns whether it was
+    /// kept. Extraction adds one value per name at most: the first line received.
     pub fn push(&mut self, name: HeaderName, value: HeaderValue, max_len: usize) -> bool {
-        let ok = is_forwardable(value.as_bytes(), max_len) && self.get(name.as_str()).is_none();
+        let ok = is_forwardable(value.as_bytes(), max_len);
         if ok {
             self.entries.push((name, value));
         }
