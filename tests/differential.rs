@@ -538,6 +538,24 @@ fn intentional_difference_tracestate_over_32_members() {
     );
 }
 
+/// SPECS.md §8: "no input may cost much more than a limit-sized one": a `tracestate` over
+/// 4096 bytes (all lines together) is discarded unread, the trace kept (W3C asks every vendor
+/// to propagate at least 512). The SDK keeps up to 32 members of any size.
+#[test]
+fn intentional_difference_tracestate_over_4096_bytes() {
+    let (o, t) = (ours_tc(), TraceContextPropagator::new());
+    let ts = (0..20)
+        .map(|i| format!("k{i}={}", "v".repeat(250)))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(ts.len() > 4096);
+    let m = text_map(&[("traceparent", &tp("01")), ("tracestate", &ts)]);
+    let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
+    assert_eq!(sc(&a), sc(&b));
+    assert_eq!(trace_state(&a), "");
+    assert_eq!(trace_state(&b), ts);
+}
+
 /// SPECS.md §1: "Values: 0..256 printable ASCII without `,` and `=`, not ending in a space
 /// … any invalid member, discards the whole tracestate." Note: the W3C Level 2 grammar (the
 /// primary source) is `value = 0*255(chr) nblk-chr`, i.e. at least one character, which is
@@ -1512,6 +1530,7 @@ proptest! {
 // | duplicate_traceparent             | two lines = invalid, no context             | SDK reads the first line                         | §1 "Two `traceparent` headers … is invalid" |
 // | tracestate_lines_combined         | all `tracestate` lines combined             | SDK reads the first line                         | §1 "combined across all header lines in order" |
 // | tracestate_over_32_members        | whole tracestate discarded                  | SDK keeps the first 32                           | §1 "More than 32 members, or any invalid member, discards the whole tracestate" |
+// | tracestate_over_4096_bytes        | whole tracestate discarded unread           | SDK keeps it (32 members of any size)            | §8 "no input may cost much more than a limit-sized one" (W3C: propagate at least 512) |
 // | tracestate_member_validation      | `k==v`, `k=`, tab in value, duplicate key:  | SDK accepts (`k==v` read as `k=v`)               | §1 "Values: 0..256 printable ASCII without `,` and `=` …" (W3C: 1..256; duplicate |
 // |                                   | whole tracestate discarded                  |                                                  | keys: implementation choice, no SPECS.md line) |
 // | baggage_lines_combined            | all `baggage` lines combined                | SDK reads the first line                         | §2 "combined across all header lines" |
