@@ -4,7 +4,9 @@
 //!
 //! After the criterion report it prints a table of medians and ratios (baseline / ours),
 //! and the extraction floor: the cost of only building the opentelemetry values that any
-//! extractor must return, which bounds the ratio any implementation can reach.
+//! extractor must return, which bounds the ratio any implementation can reach. Then the
+//! hostile requests of SPECS.md section 8 (a 1 MB baggage, 10,000 lines of a header, …),
+//! each as a multiple of the limit-sized request's extract.
 
 mod common;
 use common::median_ns;
@@ -95,6 +97,71 @@ fn build_output_only(empty: &Context, headers: &HeaderMap) -> Context {
         .with_value(pass_through)
 }
 
+/// The largest request the limits let through whole: 32 tracestate members in 4095 bytes,
+/// 64 baggage members in 8191 bytes, every B3 header, both pass-through headers at 512 bytes.
+fn limit_sized() -> HeaderMap {
+    let tracestate = (0..32)
+        .map(|i| format!("k{i:02}={}", "v".repeat(123)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let baggage = (0..64)
+        .map(|i| format!("k{i:02}={}abcd;p=1", "a%20b".repeat(23)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut h = istio_request();
+    h.insert("tracestate", tracestate.parse().unwrap());
+    h.insert("baggage", baggage.parse().unwrap());
+    h.insert("x-request-id", "r".repeat(512).parse().unwrap());
+    h.insert("x-ot-span-context", "o".repeat(512).parse().unwrap());
+    h
+}
+
+/// Hostile requests (SPECS.md section 8), each against the limit-sized one.
+fn hostile_requests() -> Vec<(&'static str, HeaderMap)> {
+    let members = |n: usize| {
+        (0..n)
+            .map(|i| format!("k{i}=v{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let lines = |name: &'static str, value: &dyn Fn(usize) -> String| {
+        let mut h = istio_request();
+        for i in 0..10_000 {
+            h.append(name, value(i).parse().unwrap());
+        }
+        h
+    };
+    let mut baggage_1mb = istio_request();
+    baggage_1mb.insert("baggage", members(80_000).parse().unwrap());
+    let mut percent_90kb = istio_request();
+    percent_90kb.insert(
+        "baggage",
+        format!("k={}", "%41".repeat(30_000)).parse().unwrap(),
+    );
+    vec![
+        ("baggage_1mb", baggage_1mb),
+        ("baggage_value_90kb_percent", percent_90kb),
+        (
+            "baggage_10k_lines",
+            lines("baggage", &|i| format!("k{i}=v{i}")),
+        ),
+        (
+            "tracestate_10k_lines",
+            lines("tracestate", &|i| format!("k{i}=v{i}")),
+        ),
+        (
+            "traceparent_10k_lines",
+            lines("traceparent", &|_| {
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()
+            }),
+        ),
+        (
+            "x_request_id_10k_lines",
+            lines("x-request-id", &|i| format!("id-{i}")),
+        ),
+    ]
+}
+
 fn baseline() -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
@@ -151,6 +218,33 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    let limit = limit_sized();
+    let hostile = hostile_requests();
+    let mut g = c.benchmark_group("hostile");
+    g.bench_function("limit_sized", |b| {
+        b.iter(|| mesh.extract_from_headers_with_context(&empty, black_box(&limit)))
+    });
+    for (name, headers) in &hostile {
+        g.bench_function(*name, |b| {
+            b.iter(|| mesh.extract_from_headers_with_context(&empty, black_box(headers)))
+        });
+    }
+    g.finish();
+}
+
+/// Each hostile request's extract as a multiple of the limit-sized one's.
+fn report_hostile(since: SystemTime) {
+    let Some(limit) = median_ns("hostile", "limit_sized", since) else {
+        return;
+    };
+    println!("\n| hostile request (HeaderMap extract) | median | / limit-sized ({limit:.0} ns) |");
+    println!("|---|---|---|");
+    for (name, _) in hostile_requests() {
+        if let Some(t) = median_ns("hostile", name, since) {
+            println!("| {name} | {t:.0} ns | {:.2}x |", t / limit);
+        }
+    }
 }
 
 fn report(since: SystemTime) {
@@ -197,4 +291,5 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     report(since);
+    report_hostile(since);
 }

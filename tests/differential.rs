@@ -540,6 +540,24 @@ fn intentional_difference_tracestate_over_32_members() {
     );
 }
 
+/// SPECS.md §8: "no input may cost much more than a limit-sized one": a `tracestate` over
+/// 4096 bytes (all lines together) is discarded unread, the trace kept (W3C asks every vendor
+/// to propagate at least 512). The SDK keeps up to 32 members of any size.
+#[test]
+fn intentional_difference_tracestate_over_4096_bytes() {
+    let (o, t) = (ours_tc(), TraceContextPropagator::new());
+    let ts = (0..20)
+        .map(|i| format!("k{i}={}", "v".repeat(250)))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(ts.len() > 4096);
+    let m = text_map(&[("traceparent", &tp("01")), ("tracestate", &ts)]);
+    let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
+    assert_eq!(sc(&a), sc(&b));
+    assert_eq!(trace_state(&a), "");
+    assert_eq!(trace_state(&b), ts);
+}
+
 /// SPECS.md §1: "Values: 0..256 printable ASCII without `,` and `=`, not ending in a space
 /// … any invalid member, discards the whole tracestate." Note: the W3C Level 2 grammar (the
 /// primary source) is `value = 0*255(chr) nblk-chr`, i.e. at least one character, which is
@@ -1224,25 +1242,29 @@ fn intentional_difference_b3_legacy_sampled_values() {
     }
 }
 
-/// SPECS.md §3: "`x-b3-sampled` (`1`/`0`; legacy `true`/`false` …)" and "A deferred decision
-/// must not silently become 'not sampled'". An unrecognised `x-b3-sampled` value is ignored
-/// by us (the decision stays deferred, the ids are kept); the B3 crate drops the context.
+/// SPECS.md §3: "Any other `x-b3-sampled` value, the empty one included, makes the
+/// multi-header context invalid". The B3 crate agrees on `yes`, `hello`, `10` and the empty
+/// value: both drop the context. Only `d` still differs: the crate, when its inject encoding
+/// includes the single header, reads `x-b3-sampled: d` as its private debug flag (not
+/// sampled); we reject it as brave, zipkin-go and go-contrib do.
 #[test]
 fn intentional_difference_b3_unknown_sampled_value() {
     for (encoding, o, t) in b3_pairs() {
-        let m = text_map(&[
-            ("x-b3-traceid", TRACE),
-            ("x-b3-spanid", SPAN),
-            ("x-b3-sampled", "yes"),
-        ]);
-        let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
-        assert_eq!(
-            sc(&a).unwrap().trace_id,
-            TraceId::from(TRACE_ID),
-            "[{encoding}]"
-        );
-        assert!(a.mesh().unwrap().is_deferred());
-        assert_eq!(sc(&b), None, "[{encoding}]");
+        for v in ["yes", "hello", "10", "", "d"] {
+            let m = text_map(&[
+                ("x-b3-traceid", TRACE),
+                ("x-b3-spanid", SPAN),
+                ("x-b3-sampled", v),
+            ]);
+            let (a, b) = (extract_ours(&o, &m), extract_theirs(&t, &m));
+            assert_eq!(sc(&a), None, "[{encoding}] {v:?}");
+            assert!(a.mesh().unwrap().remote().is_none(), "[{encoding}] {v:?}");
+            let theirs_keeps = v == "d" && encoding != "multi";
+            assert_eq!(sc(&b).is_some(), theirs_keeps, "[{encoding}] {v:?}");
+            if theirs_keeps {
+                assert!(!sc(&b).unwrap().sampled, "[{encoding}] {v:?}");
+            }
+        }
     }
 }
 
@@ -1544,6 +1566,7 @@ proptest! {
 // | duplicate_traceparent             | two lines = invalid, no context             | SDK reads the first line                         | §1 "Two `traceparent` headers … is invalid" |
 // | tracestate_lines_combined         | all `tracestate` lines combined             | SDK reads the first line                         | §1 "combined across all header lines in order" |
 // | tracestate_over_32_members        | whole tracestate discarded                  | SDK keeps the first 32                           | §1 "More than 32 members, or any invalid member, discards the whole tracestate" |
+// | tracestate_over_4096_bytes        | whole tracestate discarded unread           | SDK keeps it (32 members of any size)            | §8 "no input may cost much more than a limit-sized one" (W3C: propagate at least 512) |
 // | tracestate_member_validation      | `k==v`, `k=`, tab in value:                 | SDK accepts (`k==v` read as `k=v`)               | §1 "Values: 0..256 printable ASCII without `,` and `=` …" (W3C: 1..256) |
 // |                                   | whole tracestate discarded                  |                                                  |               |
 // | tracestate_duplicate_keys         | list kept, later duplicates dropped         | SDK keeps every occurrence                       | §1 "Duplicate keys: keep the list; the first occurrence of a key stays" |
@@ -1568,7 +1591,8 @@ proptest! {
 // |                                   | 0x02 means random, sampled still written    | so a random+sampled context goes out deferred    |               |
 // | b3_legacy_sampled_values          | `x-b3-sampled` true/false in any case       | crate: `true` only for multi-only encoding, no   | §3 "legacy `true`/`false`, any case, accepted on extract" |
 // |                                   |                                             | other case; refusal drops the whole context      |               |
-// | b3_unknown_sampled_value          | unknown `x-b3-sampled`: ignored, deferred   | crate drops the whole context                    | no explicit line; closest §3 "A deferred decision must not silently become 'not sampled'" |
+// | b3_unknown_sampled_value          | any other `x-b3-sampled` (`yes`, `10`, ``,  | crate agrees except on `d`, which it reads as    | §3 "Any other `x-b3-sampled` value, the empty one included, makes the multi-header |
+// |                                   | `d`): multi context invalid                 | its private debug flag (single/both encodings)   | context invalid" |
 // | b3_flags_zero_ignored             | `x-b3-flags: 0` ignored                     | crate: 0 = not sampled, overriding sampled 1     | §3 "`x-b3-flags: 1` = debug (any other value ignored)" |
 // | b3_invalid_multi_parent           | bad `x-b3-parentspanid`: multi rejected     | crate checks it and ignores the result           | §3 "SpanId / ParentSpanId: 16 lowercase hex … invalid" |
 // | b3_single_field_syntax            | trailing `-` (empty field), `+` sign rejected | crate accepts (split_terminator, from_str_radix) | §3 "Uppercase, wrong length, non-hex, empty fields, more than 4 fields: invalid." |

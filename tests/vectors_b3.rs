@@ -159,9 +159,21 @@ const MULTI: &[(Multi, Result<Option<B3>, E>)] = &[
     ((TI, SI, None, Some("1"), Some("0")),                 Ok(Some(cx(T128, false, None, S::Accept)))),
     ((TI, SI, None, None, Some("2")),                      Ok(Some(cx(T128, false, None, S::Deferred)))),
     ((TI, SI, None, Some("0"), Some("true")),              Ok(Some(cx(T128, false, None, S::Deny)))),
-    // a sampled value that is no decision leaves the decision deferred
-    ((TI, SI, None, Some("yes"), None),                    Ok(Some(cx(T128, false, None, S::Deferred)))),
-    ((TI, SI, None, Some("d"), None),                      Ok(Some(cx(T128, false, None, S::Deferred)))),
+    // any other sampled value, the empty one included, makes the set invalid (brave,
+    // zipkin-go, go-contrib), also with debug and without ids
+    ((TI, SI, None, Some("yes"), None),                    Err(E::InvalidSampling)),
+    ((TI, SI, None, Some("hello"), None),                  Err(E::InvalidSampling)),
+    ((TI, SI, None, Some("10"), None),                     Err(E::InvalidSampling)),
+    ((TI, SI, None, Some("d"), None),                      Err(E::InvalidSampling)),
+    ((TI, SI, None, Some("D"), None),                      Err(E::InvalidSampling)),
+    ((TI, SI, None, Some("2"), None),                      Err(E::InvalidSampling)),
+    ((TI, SI, None, Some("truE1"), None),                  Err(E::InvalidSampling)),
+    ((TI, SI, None, Some(""), None),                       Err(E::InvalidSampling)),
+    ((TI, SI, None, Some("  "), None),                     Err(E::InvalidSampling)),
+    ((TI64, SI, PI, Some("yes"), Some("1")),               Err(E::InvalidSampling)),
+    ((None, None, None, Some("hello"), None),              Err(E::InvalidSampling)),
+    ((None, None, None, Some(""), Some("1")),              Err(E::InvalidSampling)),
+    ((TI, None, None, Some("d"), None),                    Err(E::InvalidSampling)),
     // sampling decision alone, no ids
     // OWS around each value
     ((Some(" 80f198ee56343ba8\t"), Some(" e457b5a2e4d86bd1 "), Some(" 05e3ac9a4f6e3b90 "), Some(" True "), None),
@@ -171,7 +183,6 @@ const MULTI: &[(Multi, Result<Option<B3>, E>)] = &[
     ((None, None, None, Some("True"), None),               Ok(Some(B3::SamplingOnly(S::Accept)))),
     ((None, None, None, Some("false"), None),              Ok(Some(B3::SamplingOnly(S::Deny)))),
     ((None, None, None, None, Some("1")),                  Ok(Some(B3::SamplingOnly(S::Debug)))),
-    ((None, None, None, Some("maybe"), None),              Ok(None)),
     // ids come together or not at all
     ((TI, None, None, None, None),                         Err(E::IdsNotPaired)),
     ((None, SI, None, None, None),                         Err(E::IdsNotPaired)),
@@ -271,6 +282,17 @@ const EXTRACT: &[ExtractRow] = &[
         None, None, false, &["B3Multi(IdsNotPaired)"]),
     (&[("x-b3-spanid", SPANH)],
         None, None, false, &["B3Multi(IdsNotPaired)"]),
+    // an invalid x-b3-sampled drops the multi context: no remote parent, no decision
+    (&[("x-b3-traceid", T128H), ("x-b3-spanid", SPANH), ("x-b3-sampled", "hello")],
+        None, None, false, &["B3Multi(InvalidSampling)"]),
+    (&[("x-b3-traceid", T128H), ("x-b3-spanid", SPANH), ("x-b3-sampled", "")],
+        None, None, false, &["B3Multi(InvalidSampling)"]),
+    (&[("x-b3-sampled", "10")],
+        None, None, false, &["B3Multi(InvalidSampling)"]),
+    // ... and a valid single header still wins
+    (&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+       ("x-b3-traceid", T128H), ("x-b3-spanid", SPANH), ("x-b3-sampled", "d")],
+        Some((Format::B3Single, T128H, SPANH, true)), Some(S::Accept), false, &["B3Multi(InvalidSampling)"]),
     // single wins over multi
     (&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
        ("x-b3-traceid", OTHER_T), ("x-b3-spanid", "b7ad6b7169203331"), ("x-b3-sampled", "0")],
@@ -403,9 +425,6 @@ const REINJECT: &[(&[(&str, &str)], Out)] = &[
     (&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1")],
         [Some("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1"), Some(T128H), Some(SPANH), None,
          None, None, Some("00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-00")]),
-    (&[("x-b3-traceid", T128H), ("x-b3-spanid", SPANH), ("x-b3-sampled", "whatever")],
-        [Some("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1"), Some(T128H), Some(SPANH), None,
-         None, None, Some("00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-00")]),
     // parent span id read but never injected
     (&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")],
         [Some("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"), Some(T128H), Some(SPANH), None,
@@ -424,6 +443,8 @@ const REINJECT: &[(&[(&str, &str)], Out)] = &[
     (&[("x-b3-flags", "1")],        [None, None, None, None, None, None, None]),
     // invalid: nothing goes out
     (&[("b3", "80f198ee56343ba8")], [None, None, None, None, None, None, None]),
+    (&[("x-b3-traceid", T128H), ("x-b3-spanid", SPANH), ("x-b3-sampled", "whatever")],
+                                    [None, None, None, None, None, None, None]),
 ];
 
 fn outgoing(h: &HeaderMap) -> Vec<Option<String>> {

@@ -157,8 +157,8 @@ fn parse_baggage_vectors() {
     let mut failures = Vec::new();
     for (i, (lines, members, dropped)) in HEADERS.iter().enumerate() {
         let want = (flat_of(members), *dropped);
-        let (b, d) = parse_baggage(lines);
-        let got = (flat(&b), d);
+        let parsed = parse_baggage(lines);
+        let got = (flat(&parsed.baggage), parsed.dropped);
         if got != want {
             failures.push(format!(
                 "[{i}] {}:\n    want {want:?}\n    got  {got:?}",
@@ -222,23 +222,35 @@ enum Lim {
     Sizes(&'static [usize]),
     /// 64 members, then key `k0` again with a new value.
     FullThenUpdate,
+    /// One line of members `m{i}=vvv…` of these sizes, joined by commas.
+    OneLine(&'static [usize]),
 }
 
-/// (input, members kept, dropped)
+/// (input, members kept, dropped, truncated: reading stopped at a limit)
 #[rustfmt::skip]
-const LIMITS: &[(Lim, usize, usize)] = &[
-    (Lim::Members { n: 64, per_line: 64 },     64, 0),
-    (Lim::Members { n: 65, per_line: 65 },     64, 1),
-    (Lim::Members { n: 70, per_line: 70 },     64, 6),
-    (Lim::Members { n: 64, per_line: 32 },     64, 0),
-    (Lim::Members { n: 65, per_line: 13 },     64, 1),
-    (Lim::FullThenUpdate,                      64, 0),
-    (Lim::Sizes(&[8192]),                      1,  0),
-    (Lim::Sizes(&[8193]),                      0,  1),
-    (Lim::Sizes(&[4000, 4000]),                2,  0),
-    (Lim::Sizes(&[4096, 4097]),                1,  1),
-    (Lim::Sizes(&[8000, 500, 100]),            2,  1),
-    (Lim::Sizes(&[9000, 10]),                  1,  1),
+const LIMITS: &[(Lim, usize, usize, bool)] = &[
+    (Lim::Members { n: 64, per_line: 64 },     64, 0, false),
+    (Lim::Members { n: 65, per_line: 65 },     64, 0, true),
+    (Lim::Members { n: 70, per_line: 70 },     64, 0, true),
+    (Lim::Members { n: 64, per_line: 32 },     64, 0, false),
+    (Lim::Members { n: 65, per_line: 13 },     64, 0, true),
+    (Lim::FullThenUpdate,                      64, 0, false),
+    (Lim::Sizes(&[8192]),                      1,  0, false),
+    (Lim::Sizes(&[8193]),                      0,  0, true),
+    (Lim::Sizes(&[4000, 4000]),                2,  0, false),
+    // 4096 + the comma joining the lines + 4095 = 8192 exactly
+    (Lim::Sizes(&[4096, 4095]),                2,  0, false),
+    (Lim::Sizes(&[4096, 4096]),                1,  0, true),
+    // reading stops at the limit: a member that would still fit after it is not read
+    (Lim::Sizes(&[8000, 500, 100]),            1,  0, true),
+    (Lim::Sizes(&[9000, 10]),                  0,  0, true),
+    // the limit inside one line: at a comma, or inside a member
+    (Lim::OneLine(&[8192, 3]),                 1,  0, true),
+    (Lim::OneLine(&[8191, 3]),                 1,  0, true),
+    (Lim::OneLine(&[8188, 3]),                 2,  0, false),
+    (Lim::OneLine(&[100, 200, 300]),           3,  0, false),
+    (Lim::OneLine(&[4000, 4000, 4000]),        2,  0, true),
+    (Lim::OneLine(&[1 << 20]),                 0,  0, true),
 ];
 
 fn sized_member(i: usize, len: usize) -> String {
@@ -263,6 +275,12 @@ fn lim_lines(l: Lim) -> Vec<String> {
             .enumerate()
             .map(|(i, len)| sized_member(i, *len))
             .collect(),
+        Lim::OneLine(sizes) => vec![sizes
+            .iter()
+            .enumerate()
+            .map(|(i, len)| sized_member(i, *len))
+            .collect::<Vec<_>>()
+            .join(",")],
         Lim::FullThenUpdate => {
             let mut v = lim_lines(Lim::Members {
                 n: 64,
@@ -277,13 +295,15 @@ fn lim_lines(l: Lim) -> Vec<String> {
 #[test]
 fn limit_vectors() {
     let mut failures = Vec::new();
-    for (i, (lim, kept, dropped)) in LIMITS.iter().enumerate() {
+    for (i, (lim, kept, dropped, truncated)) in LIMITS.iter().enumerate() {
         let lines = lim_lines(*lim);
         let bytes: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        let (b, d) = parse_baggage(&bytes);
-        if (b.len(), d) != (*kept, *dropped) {
+        let parsed = parse_baggage(&bytes);
+        let (b, d, t) = (&parsed.baggage, parsed.dropped, parsed.truncated);
+        if (b.len(), d, t) != (*kept, *dropped, *truncated) {
             failures.push(format!(
-                "[{i}] {lim:?}: want (kept, dropped) = ({kept}, {dropped}), got ({}, {d})",
+                "[{i}] {lim:?}: want (kept, dropped, truncated) = ({kept}, {dropped}, \
+                 {truncated}), got ({}, {d}, {t})",
                 b.len()
             ));
             continue;
@@ -294,7 +314,7 @@ fn limit_vectors() {
             .flat_map(|l| l.split(','))
             .map(str::to_owned)
             .collect();
-        for (k, (v, _)) in &b {
+        for (k, (v, _)) in b {
             let member = format!("{}={}", k.as_str(), v.as_str());
             let partial = !whole.contains(&member);
             let updated = matches!(lim, Lim::FullThenUpdate) && member == "k0=new";

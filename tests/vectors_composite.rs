@@ -442,8 +442,14 @@ const PASS: &[PassRow] = &[
                                                      &[], None, &[("x-ot-span-context", b"0a1b2c3d4e5f6a7b;9e8d7c6b5a4f3e2d;0000000000000000;cs")], &[]),
     (&[("x-request-id", PUNCT)],                     &[], None, &[("x-request-id", PUNCT)], &[]),
     (&[("x-request-id", b"ABC-def")],                &[], None, &[("x-request-id", b"ABC-def")], &[]),
+    // one value forwarded: the first line (SPECS.md section 8); the others are not read
     (&[("x-request-id", b"a"), ("x-request-id", b"b")],
-                                                     &[], None, &[("x-request-id", b"a"), ("x-request-id", b"b")], &[]),
+                                                     &[], None, &[("x-request-id", b"a")], &["PassThroughRepeated(\"x-request-id\")"]),
+    (&[("x-request-id", b"a"), ("x-request-id", b"b"), ("x-request-id", b"c"), ("x-ot-span-context", b"ot"), ("x-ot-span-context", b"ot2")],
+                                                     &[], None, &[("x-request-id", b"a"), ("x-ot-span-context", b"ot")],
+                                                     &["PassThroughRepeated(\"x-request-id\")", "PassThroughRepeated(\"x-ot-span-context\")"]),
+    (&[("x-request-id", b"n\xc3\xb6"), ("x-request-id", b"ok")],
+                                                     &[], None, &[], &["PassThrough(\"x-request-id\")", "PassThroughRepeated(\"x-request-id\")"]),
     (&[("x-request-id", UUID), ("x-ot-span-context", b"ot")],
                                                      &[], None, &[("x-request-id", UUID), ("x-ot-span-context", b"ot")], &[]),
     // dropped and reported: non-ASCII, oversize
@@ -451,7 +457,7 @@ const PASS: &[PassRow] = &[
     (&[("x-request-id", b"\xff")],                   &[], None, &[], &["PassThrough(\"x-request-id\")"]),
     (&[("x-ot-span-context", b"\x80abc")],           &[], None, &[], &["PassThrough(\"x-ot-span-context\")"]),
     (&[("x-request-id", b"ok"), ("x-request-id", b"n\xc3\xb6")],
-                                                     &[], None, &[("x-request-id", b"ok")], &["PassThrough(\"x-request-id\")"]),
+                                                     &[], None, &[("x-request-id", b"ok")], &["PassThroughRepeated(\"x-request-id\")"]),
     (&[("x-request-id", b"12345678")],               &[], Some(8), &[("x-request-id", b"12345678")], &[]),
     (&[("x-request-id", b"123456789")],              &[], Some(8), &[], &["PassThrough(\"x-request-id\")"]),
     // extra names: opt-in only

@@ -5,6 +5,7 @@ mod support;
 use http::HeaderMap;
 use meshtrace::propagation::traceparent::{
     parse_traceparent, parse_tracestate, TraceparentError as E, TracestateError as TsE,
+    MAX_TRACESTATE_BYTES,
 };
 use meshtrace::MeshPropagator;
 use opentelemetry::propagation::TextMapPropagator;
@@ -278,6 +279,46 @@ fn tracestate_member_limit_vectors() {
         parse_tracestate(&[val_too_long.as_bytes()]),
         Err(TsE::InvalidValue)
     );
+}
+
+/// The byte limit, all lines joined with commas: (line lengths, expected ok). Each line is
+/// one member `k{i}=v` (the first 32 lines) padded with empty members (`,`), so only the
+/// size decides.
+#[rustfmt::skip]
+const TRACESTATE_BYTES: &[(&[usize], bool)] = &[
+    (&[MAX_TRACESTATE_BYTES],           true),
+    (&[MAX_TRACESTATE_BYTES + 1],       false),
+    (&[2047, 2048],                     true),
+    (&[2048, 2048],                     false),
+    (&[1 << 20],                        false),
+    (&[10; 372],                        true),
+    (&[10; 373],                        false),
+];
+
+#[test]
+fn tracestate_byte_limit_vectors() {
+    assert_eq!(MAX_TRACESTATE_BYTES, 4096);
+    for (i, (lengths, ok)) in TRACESTATE_BYTES.iter().enumerate() {
+        let lines: Vec<String> = lengths
+            .iter()
+            .enumerate()
+            .map(|(k, len)| {
+                let m = if k < 32 {
+                    format!("k{k}=v")
+                } else {
+                    String::new()
+                };
+                format!("{m}{}", ",".repeat(len - m.len()))
+            })
+            .collect();
+        let bytes: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        let got = parse_tracestate(&bytes);
+        if *ok {
+            assert!(got.is_ok(), "TRACESTATE_BYTES[{i}]: {got:?}");
+        } else {
+            assert_eq!(got, Err(TsE::TooLong), "TRACESTATE_BYTES[{i}]");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -78,8 +78,9 @@ pub enum B3Error {
     /// The parent span id is not 16 lowercase hex digits.
     #[error("b3 parent span id is not 16 lowercase hex digits")]
     InvalidParentSpanId,
-    /// The sampling state is not `0`, `1` or `d`.
-    #[error("b3 sampling state is not 0, 1 or d")]
+    /// The sampling state is not `0`, `1` or `d` (`b3`), or not `1`, `0`, `true` or `false`
+    /// in any case (`x-b3-sampled`).
+    #[error("b3 sampling state is not 0, 1 or d (b3), or 1, 0, true or false (x-b3-sampled)")]
     InvalidSampling,
     /// A trace id without a span id or the reverse.
     #[error("x-b3-traceid and x-b3-spanid must come together")]
@@ -199,29 +200,32 @@ impl MultiHeaders<'_> {
 
 /// Parses the multi headers. `Ok(None)` when none of them is present.
 ///
-/// A `x-b3-sampled` value that is none of `1`, `0`, `true`, `false` (any case) is ignored,
-/// which leaves the decision deferred to the local sampler, as an absent one would.
+/// A `x-b3-sampled` value that is none of `1`, `0`, `true`, `false` (any case), the empty
+/// one included, makes the whole set invalid, as brave, zipkin-go and go-contrib read it.
 ///
 /// ```
-/// use meshtrace::propagation::b3::{parse_multi, MultiHeaders, SamplingState, B3};
+/// use meshtrace::propagation::b3::{parse_multi, B3Error, MultiHeaders, SamplingState, B3};
 /// let h = MultiHeaders { sampled: Some(b"True"), ..Default::default() };
 /// assert_eq!(parse_multi(&h).unwrap(), Some(B3::SamplingOnly(SamplingState::Accept)));
+/// let h = MultiHeaders { sampled: Some(b"yes"), ..Default::default() };
+/// assert_eq!(parse_multi(&h), Err(B3Error::InvalidSampling));
 /// ```
 pub fn parse_multi(h: &MultiHeaders<'_>) -> Result<Option<B3>, B3Error> {
     if h.is_empty() {
         return Ok(None);
     }
-    let debug = h.flags.map(ows::trim) == Some(b"1");
-    let sampling = if debug {
+    let sampled = match h.sampled.map(ows::trim) {
+        None => SamplingState::Deferred,
+        Some(b"1") => SamplingState::Accept,
+        Some(b"0") => SamplingState::Deny,
+        Some(v) if v.eq_ignore_ascii_case(b"true") => SamplingState::Accept,
+        Some(v) if v.eq_ignore_ascii_case(b"false") => SamplingState::Deny,
+        Some(_) => return Err(B3Error::InvalidSampling),
+    };
+    let sampling = if h.flags.map(ows::trim) == Some(b"1") {
         SamplingState::Debug
     } else {
-        match h.sampled.map(ows::trim) {
-            Some(b"1") => SamplingState::Accept,
-            Some(b"0") => SamplingState::Deny,
-            Some(v) if v.eq_ignore_ascii_case(b"true") => SamplingState::Accept,
-            Some(v) if v.eq_ignore_ascii_case(b"false") => SamplingState::Deny,
-            _ => SamplingState::Deferred,
-        }
+        sampled
     };
     match (h.trace_id, h.span_id) {
         (Some(t), Some(s)) => {

@@ -103,23 +103,65 @@ pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
     })
 }
 
-/// Parses all `baggage` lines, in order, into a [`Baggage`]. Returns how many members were
-/// dropped (malformed, or past the limits).
+/// What [`parse_baggage`] read from the `baggage` lines.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ParsedBaggage {
+    /// The members kept.
+    pub baggage: Baggage,
+    /// How many members that were read were dropped as malformed.
+    pub dropped: usize,
+    /// True when the lines went past 64 members or 8192 bytes: reading stopped there, and
+    /// the member that crossed the limit and everything after it were not read.
+    pub truncated: bool,
+}
+
+/// Parses all `baggage` lines, in order, into a [`Baggage`], reading at most the first
+/// 8192 bytes of the lines (joined with commas) and stopping before a 65th member: work is
+/// bounded by the limits whatever the size of the header.
 ///
 /// ```
 /// use meshtrace::propagation::baggage::parse_baggage;
-/// let (b, dropped) = parse_baggage(&[b"a=1, bad member, b=x%3Dy".as_slice(), b"a=2".as_slice()]);
-/// assert_eq!((b.get("a").unwrap().as_str(), b.get("b").unwrap().as_str(), dropped), ("2", "x=y", 1));
+/// let p = parse_baggage(&[b"a=1, bad member, b=x%3Dy".as_slice(), b"a=2".as_slice()]);
+/// assert_eq!((p.baggage.get("a").unwrap().as_str(), p.baggage.get("b").unwrap().as_str()), ("2", "x=y"));
+/// assert_eq!((p.dropped, p.truncated), (1, false));
+/// let huge = format!("a=1,b={}", "x".repeat(1 << 20));
+/// let p = parse_baggage(&[huge.as_bytes()]);
+/// assert_eq!((p.baggage.len(), p.truncated), (1, true));
 /// ```
-pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
-    let mut baggage = Baggage::new();
-    let mut bytes = 0usize;
-    let mut dropped = 0usize;
-    for line in lines {
-        for raw in line.split(|&b| b == b',') {
+pub fn parse_baggage(lines: &[&[u8]]) -> ParsedBaggage {
+    let mut out = ParsedBaggage::default();
+    let mut left = MAX_BYTES;
+    for (i, &line) in lines.iter().enumerate() {
+        let join = usize::from(i > 0);
+        if line.len() + join <= left {
+            left -= line.len() + join;
+            if !out.read_members(line) {
+                break;
+            }
+            continue;
+        }
+        // The limit falls inside this line: read the members wholly before it.
+        out.truncated = true;
+        let end = left.saturating_sub(join);
+        let whole = if line.get(end) == Some(&b',') {
+            end
+        } else {
+            line[..end].iter().rposition(|&b| b == b',').unwrap_or(0)
+        };
+        out.read_members(&line[..whole]);
+        break;
+    }
+    out
+}
+
+impl ParsedBaggage {
+    /// Reads the members of `segment`; false (and `truncated`) when a 65th member came.
+    fn read_members(&mut self, segment: &[u8]) -> bool {
+        for raw in segment.split(|&b| b == b',') {
             // A member that is not UTF-8 cannot be valid: the grammar is ASCII.
             let Ok(raw) = std::str::from_utf8(raw) else {
-                dropped += 1;
+                self.dropped += 1;
                 continue;
             };
             let trimmed = ows::trim_str(raw);
@@ -127,24 +169,21 @@ pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
                 continue;
             }
             let Ok(member) = parse_member(trimmed) else {
-                dropped += 1;
+                self.dropped += 1;
                 continue;
             };
-            let cost = trimmed.len() + usize::from(bytes > 0);
-            let full = baggage.len() == MAX_MEMBERS && baggage.get(member.key).is_none();
-            if bytes + cost > MAX_BYTES || full {
-                dropped += 1;
-                continue;
+            if self.baggage.len() == MAX_MEMBERS && self.baggage.get(member.key).is_none() {
+                self.truncated = true;
+                return false;
             }
-            bytes += cost;
-            baggage.insert_with_metadata(
+            self.baggage.insert_with_metadata(
                 Key::from(member.key.to_owned()),
                 StringValue::from(member.value),
                 BaggageMetadata::from(member.properties),
             );
         }
+        true
     }
-    (baggage, dropped)
 }
 
 /// Serializes baggage as one header value, percent-encoding what needs it, so that
@@ -159,7 +198,7 @@ pub fn parse_baggage(lines: &[&[u8]]) -> (Baggage, usize) {
 /// b.insert("user", "José, 100%");
 /// let header = encode_baggage(&b).unwrap();
 /// assert_eq!(header, "user=Jos%C3%A9%2C%20100%25");
-/// assert_eq!(parse_baggage(&[header.as_bytes()]).0.get("user").unwrap().as_str(), "José, 100%");
+/// assert_eq!(parse_baggage(&[header.as_bytes()]).baggage.get("user").unwrap().as_str(), "José, 100%");
 /// ```
 pub fn encode_baggage(baggage: &Baggage) -> Option<String> {
     let mut out = Vec::new();

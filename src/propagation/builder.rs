@@ -20,6 +20,13 @@ pub enum BuildError {
     /// A priority entry that is not a trace format, or that is listed twice.
     #[error("priority may list TraceContext, B3Single and B3Multi once each; got {0:?}")]
     Priority(Format),
+    /// The pass-through names at [`max_pass_through_len`] could take more than
+    /// [`PASS_THROUGH_BUDGET`] bytes, so an inject could pass 16 KiB.
+    ///
+    /// [`max_pass_through_len`]: MeshPropagatorBuilder::max_pass_through_len
+    /// [`PASS_THROUGH_BUDGET`]: passthrough::PASS_THROUGH_BUDGET
+    #[error("pass-through headers could take {0} bytes; {budget} are left under the 16 KiB of one inject", budget = passthrough::PASS_THROUGH_BUDGET)]
+    PassThroughBudget(usize),
 }
 
 /// Builds a [`MeshPropagator`].
@@ -144,6 +151,9 @@ impl MeshPropagatorBuilder {
     }
 
     /// Bound on one pass-through value in bytes (default 512); longer values are dropped.
+    /// All the names at this length must fit in
+    /// [`PASS_THROUGH_BUDGET`](passthrough::PASS_THROUGH_BUDGET), else [`build`](Self::build)
+    /// fails with [`BuildError::PassThroughBudget`].
     pub fn max_pass_through_len(mut self, bytes: usize) -> Self {
         self.max_pass_through_len = bytes;
         self
@@ -185,6 +195,15 @@ impl MeshPropagatorBuilder {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| BuildError::InvalidHeaderName(name))?;
             names.push(header);
+        }
+        let pass_through_max: usize = names
+            .iter()
+            .map(|n| passthrough::line_len(n.as_str(), self.max_pass_through_len))
+            .sum();
+        if self.inject.contains(Format::PassThrough)
+            && pass_through_max > passthrough::PASS_THROUGH_BUDGET
+        {
+            return Err(BuildError::PassThroughBudget(pass_through_max));
         }
         let mut fields = Vec::new();
         for f in self.inject.iter() {

@@ -33,6 +33,12 @@ pub enum ExtractError {
     /// Some baggage members were dropped.
     #[error("{0} baggage member(s) dropped")]
     Baggage(usize),
+    /// The `baggage` lines went past 64 members or 8192 bytes: reading stopped there.
+    #[error("baggage past 64 members or 8192 bytes was not read")]
+    BaggageOverLimit,
+    /// A pass-through header came on several lines: only the first is read and forwarded.
+    #[error("pass-through header `{0}` sent more than once: only its first line is forwarded")]
+    PassThroughRepeated(HeaderName),
     /// A pass-through value was dropped (control characters, non-ASCII, too long, empty).
     #[error("pass-through header `{0}` dropped: not visible ASCII of bounded length")]
     PassThrough(HeaderName),

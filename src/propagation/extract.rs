@@ -26,16 +26,28 @@ enum Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
+    /// The lines of one header, read until they pass `max` bytes (joined with commas) or
+    /// `max_lines`; the line that passes `max` is kept, so the parser sees the limit was
+    /// passed. Later lines are not looked at.
     #[inline]
-    fn push(&mut self, v: &'a [u8]) {
-        *self = match std::mem::take(self) {
-            Lines::Zero => Lines::One(v),
-            Lines::One(first) => Lines::Many(vec![first, v]),
-            Lines::Many(mut all) => {
-                all.push(v);
-                Lines::Many(all)
-            }
+    fn read(lines: impl Iterator<Item = &'a [u8]>, max: usize, max_lines: usize) -> Self {
+        let mut lines = lines.take(max_lines);
+        let Some(first) = lines.next() else {
+            return Lines::Zero;
         };
+        let Some(second) = lines.next().filter(|_| first.len() <= max) else {
+            return Lines::One(first);
+        };
+        let mut joined = first.len() + 1 + second.len();
+        let mut all = vec![first, second];
+        for v in lines {
+            if joined > max {
+                break;
+            }
+            joined += 1 + v.len();
+            all.push(v);
+        }
+        Lines::Many(all)
     }
 
     fn as_slice(&self) -> &[&'a [u8]] {
@@ -53,7 +65,24 @@ struct Raw<'a> {
     trace: TraceHeaders<'a>,
     baggage: Lines<'a>,
     pass_through: PassThrough,
-    dropped: Vec<HeaderName>,
+    /// Pass-through values dropped or not read, to be reported.
+    pass_through_errors: Vec<ExtractError>,
+}
+
+impl Raw<'_> {
+    /// Reports a pass-through header whose first line was not kept, or that came on more
+    /// lines than the one read.
+    #[inline]
+    fn report_pass_through(&mut self, name: &HeaderName, kept: bool, repeated: bool) {
+        if !kept {
+            self.pass_through_errors
+                .push(ExtractError::PassThrough(name.clone()));
+        }
+        if repeated {
+            self.pass_through_errors
+                .push(ExtractError::PassThroughRepeated(name.clone()));
+        }
+    }
 }
 
 /// The lines of the trace formats.
@@ -65,68 +94,112 @@ struct TraceHeaders<'a> {
     multi: MultiHeaders<'a>,
 }
 
+/// Two `traceparent` lines are enough to know it is invalid.
+const TRACEPARENT_LINES: usize = 2;
+
 impl MeshPropagator {
     /// Extracts from a `HeaderMap` into a child of the current context, walking the map once.
     pub fn extract_from_headers(&self, headers: &HeaderMap) -> Context {
         Context::map_current(|cx| self.extract_from_headers_with_context(cx, headers))
     }
 
-    /// Extracts from a `HeaderMap` into a child of `cx`, walking the map once.
+    /// Extracts from a `HeaderMap` into a child of `cx`, walking the map once. A name sent
+    /// on many lines costs only the lines its format reads, up to the limits.
     pub fn extract_from_headers_with_context(&self, cx: &Context, headers: &HeaderMap) -> Context {
         let cfg = &*self.cfg;
-        let ex = cfg.extract;
         let mut raw = Raw::default();
-        let t = &mut raw.trace;
-        for (name, value) in headers {
-            let name_str = name.as_str();
-            if !cfg.first_bytes[usize::from(name_str.as_bytes()[0])] {
-                continue;
+        if headers.len() == headers.keys_len() {
+            // One line per name, the common case: one walk over the lines.
+            for (name, value) in headers {
+                if cfg.first_bytes[usize::from(name.as_str().as_bytes()[0])] {
+                    self.gather(&mut raw, name, std::iter::once(value));
+                }
             }
-            let v = value.as_bytes();
-            match name_str {
-                name::TRACEPARENT => {
-                    if ex.contains(Format::TraceContext) {
-                        t.traceparent.push(v);
-                    }
-                }
-                name::TRACESTATE => {
-                    if ex.contains(Format::TraceContext) {
-                        t.tracestate.push(v);
-                    }
-                }
-                name::BAGGAGE => {
-                    if ex.contains(Format::Baggage) {
-                        raw.baggage.push(v);
-                    }
-                }
-                // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
-                name::B3 => first(&mut t.b3, v, ex.contains(Format::B3Single)),
-                name::X_B3_TRACEID => first(&mut t.multi.trace_id, v, ex.contains(Format::B3Multi)),
-                name::X_B3_SPANID => first(&mut t.multi.span_id, v, ex.contains(Format::B3Multi)),
-                name::X_B3_PARENTSPANID => {
-                    first(&mut t.multi.parent_span_id, v, ex.contains(Format::B3Multi))
-                }
-                name::X_B3_SAMPLED => first(&mut t.multi.sampled, v, ex.contains(Format::B3Multi)),
-                name::X_B3_FLAGS => first(&mut t.multi.flags, v, ex.contains(Format::B3Multi)),
-                _ => {
-                    if ex.contains(Format::PassThrough)
-                        && cfg.pass_through.contains(name)
-                        && !raw.pass_through.push(
-                            name.clone(),
-                            value.clone(),
-                            cfg.max_pass_through_len,
-                        )
-                    {
-                        raw.dropped.push(name.clone());
-                    }
+        } else {
+            // Some name has several lines: walk the names, and read each one's lines only as
+            // far as its format needs.
+            for name in headers.keys() {
+                if cfg.first_bytes[usize::from(name.as_str().as_bytes()[0])] {
+                    self.gather(&mut raw, name, headers.get_all(name).iter());
                 }
             }
         }
         // Keep the order the `Extractor` path produces, which asks name by name.
         raw.pass_through.order_by(&cfg.pass_through);
-        raw.dropped
-            .sort_by_key(|n| cfg.pass_through.iter().position(|c| c == n));
+        raw.pass_through_errors
+            .sort_by_key(|e| pass_through_position(e, &cfg.pass_through));
         self.finish(cx, raw)
+    }
+
+    /// Takes what the formats need from the lines of one header.
+    #[inline(always)]
+    fn gather<'a>(
+        &self,
+        raw: &mut Raw<'a>,
+        name: &HeaderName,
+        mut lines: impl Iterator<Item = &'a HeaderValue>,
+    ) {
+        let cfg = &*self.cfg;
+        let ex = cfg.extract;
+        let t = &mut raw.trace;
+        let mut bytes = lines.by_ref().map(HeaderValue::as_bytes);
+        match name.as_str() {
+            name::TRACEPARENT => {
+                if ex.contains(Format::TraceContext) {
+                    t.traceparent = Lines::read(bytes, usize::MAX, TRACEPARENT_LINES);
+                }
+            }
+            name::TRACESTATE => {
+                if ex.contains(Format::TraceContext) {
+                    t.tracestate =
+                        Lines::read(bytes, traceparent::MAX_TRACESTATE_BYTES, usize::MAX);
+                }
+            }
+            name::BAGGAGE => {
+                if ex.contains(Format::Baggage) {
+                    raw.baggage = Lines::read(bytes, baggage::MAX_BYTES, usize::MAX);
+                }
+            }
+            // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
+            name::B3 => first(&mut t.b3, bytes.next(), ex.contains(Format::B3Single)),
+            name::X_B3_TRACEID => first(
+                &mut t.multi.trace_id,
+                bytes.next(),
+                ex.contains(Format::B3Multi),
+            ),
+            name::X_B3_SPANID => first(
+                &mut t.multi.span_id,
+                bytes.next(),
+                ex.contains(Format::B3Multi),
+            ),
+            name::X_B3_PARENTSPANID => first(
+                &mut t.multi.parent_span_id,
+                bytes.next(),
+                ex.contains(Format::B3Multi),
+            ),
+            name::X_B3_SAMPLED => first(
+                &mut t.multi.sampled,
+                bytes.next(),
+                ex.contains(Format::B3Multi),
+            ),
+            name::X_B3_FLAGS => first(
+                &mut t.multi.flags,
+                bytes.next(),
+                ex.contains(Format::B3Multi),
+            ),
+            _ => {
+                if ex.contains(Format::PassThrough) && cfg.pass_through.contains(name) {
+                    if let Some(value) = lines.next() {
+                        let kept = raw.pass_through.push(
+                            name.clone(),
+                            value.clone(),
+                            cfg.max_pass_through_len,
+                        );
+                        raw.report_pass_through(name, kept, lines.next().is_some());
+                    }
+                }
+            }
+        }
     }
 
     /// Extracts from any carrier, asking it name by name.
@@ -144,15 +217,13 @@ impl MeshPropagator {
         if ex.contains(Format::Baggage) {
             baggage_lines = extractor.get_all(name::BAGGAGE);
         }
-        for v in traceparent.iter().flatten() {
-            raw.trace.traceparent.push(v.as_bytes());
-        }
-        for v in tracestate.iter().flatten() {
-            raw.trace.tracestate.push(v.as_bytes());
-        }
-        for v in baggage_lines.iter().flatten() {
-            raw.baggage.push(v.as_bytes());
-        }
+        raw.trace.traceparent = Lines::read(bytes(&traceparent), usize::MAX, TRACEPARENT_LINES);
+        raw.trace.tracestate = Lines::read(
+            bytes(&tracestate),
+            traceparent::MAX_TRACESTATE_BYTES,
+            usize::MAX,
+        );
+        raw.baggage = Lines::read(bytes(&baggage_lines), baggage::MAX_BYTES, usize::MAX);
         let text = |name: &str| extractor.get(name).map(str::as_bytes);
         if ex.contains(Format::B3Single) {
             raw.trace.b3 = text(name::B3);
@@ -168,14 +239,17 @@ impl MeshPropagator {
         }
         if ex.contains(Format::PassThrough) {
             for name in &cfg.pass_through {
-                for v in extractor.get_all(name.as_str()).into_iter().flatten() {
-                    let kept = HeaderValue::from_str(v).is_ok_and(|value| {
+                let values = extractor.get_all(name.as_str()).unwrap_or_default();
+                if let Some(first) = values.first() {
+                    // Only a value short enough to forward is copied (`push` checks the rest).
+                    let value = (first.len() <= cfg.max_pass_through_len)
+                        .then(|| HeaderValue::from_str(first).ok())
+                        .flatten();
+                    let kept = value.is_some_and(|value| {
                         raw.pass_through
                             .push(name.clone(), value, cfg.max_pass_through_len)
                     });
-                    if !kept {
-                        raw.dropped.push(name.clone());
-                    }
+                    raw.report_pass_through(name, kept, values.len() > 1);
                 }
             }
         }
@@ -188,8 +262,7 @@ impl MeshPropagator {
             pass_through: raw.pass_through,
             ..MeshContext::default()
         };
-        mesh.errors
-            .extend(raw.dropped.into_iter().map(ExtractError::PassThrough));
+        mesh.errors.extend(raw.pass_through_errors);
         let cands = raw.trace.candidates(&mut mesh.errors);
         let mut out = cx.clone();
         if let Some(remote) = resolve::resolve(cands, self.cfg.priority, &mut mesh) {
@@ -259,15 +332,19 @@ fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Contex
     if lines.is_empty() {
         return out;
     }
-    let (baggage, dropped) = baggage::parse_baggage(lines);
-    if dropped > 0 {
-        mesh.errors.push(ExtractError::Baggage(dropped));
+    let parsed = baggage::parse_baggage(lines);
+    if parsed.dropped > 0 {
+        mesh.errors.push(ExtractError::Baggage(parsed.dropped));
     }
-    if baggage.is_empty() {
+    if parsed.truncated {
+        mesh.errors.push(ExtractError::BaggageOverLimit);
+    }
+    if parsed.baggage.is_empty() {
         return out;
     }
-    let out = out.with_baggage(baggage);
-    if dropped == 0 {
+    let out = out.with_baggage(parsed.baggage);
+    // Kept only when whole and valid, so never more than 8192 bytes.
+    if parsed.dropped == 0 && !parsed.truncated {
         mesh.baggage_received = Some(ReceivedBaggage {
             raw: match lines {
                 [one] => bytes::Bytes::copy_from_slice(one),
@@ -279,9 +356,28 @@ fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Contex
     out
 }
 
+/// The lines an `Extractor` returned, as bytes.
+fn bytes<'a>(lines: &'a Option<Vec<&'a str>>) -> impl Iterator<Item = &'a [u8]> {
+    lines
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_bytes())
+}
+
 #[inline]
-fn first<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8], enabled: bool) {
+fn first<'a>(slot: &mut Option<&'a [u8]>, v: Option<&'a [u8]>, enabled: bool) {
     if enabled && slot.is_none() {
-        *slot = Some(v);
+        *slot = v;
+    }
+}
+
+/// Where a pass-through error's header stands in the configured names.
+fn pass_through_position(e: &ExtractError, names: &[HeaderName]) -> Option<usize> {
+    match e {
+        ExtractError::PassThrough(n) | ExtractError::PassThroughRepeated(n) => {
+            names.iter().position(|c| c == n)
+        }
+        _ => None,
     }
 }

@@ -236,14 +236,8 @@ impl Out for HeaderMapOut<'_> {
     }
 
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
-        for (i, (name, value)) in values.iter().enumerate() {
-            if !allowed.contains(name) {
-                continue;
-            }
-            // The first value replaces what the map holds; later lines are appended.
-            if values.iter().take(i).any(|(n, _)| n == name) {
-                self.map.append(name.clone(), value.clone());
-            } else {
+        for (name, value) in values.iter() {
+            if allowed.contains(name) {
                 self.map.insert(name.clone(), value.clone());
             }
         }
@@ -280,19 +274,9 @@ impl Out for InjectorOut<'_> {
     }
 
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
-        for name in allowed {
-            let mut joined = String::new();
-            for v in values.get_all(name.as_str()) {
-                if let Ok(s) = v.to_str() {
-                    if !joined.is_empty() {
-                        // An `Injector` holds one value per name; RFC 9110 5.3 lets lines combine.
-                        joined.push_str(", ");
-                    }
-                    joined.push_str(s);
-                }
-            }
-            if !joined.is_empty() {
-                self.0.set(name.as_str(), joined);
+        for (name, value) in values.iter() {
+            if let (true, Ok(v)) = (allowed.contains(name), value.to_str()) {
+                self.0.set(name.as_str(), v.to_owned());
             }
         }
     }

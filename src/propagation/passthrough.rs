@@ -1,11 +1,41 @@
 //! Pass-through headers: values the mesh needs forwarded byte-for-byte
 //! (`x-request-id`, `x-ot-span-context`, and any extras the user names).
 
+use super::format::name;
 pub use super::format::{X_OT_SPAN_CONTEXT, X_REQUEST_ID};
+use super::{b3, baggage, traceparent};
 use http::{HeaderName, HeaderValue};
 
 /// Default bound on one pass-through value, in bytes.
 pub const DEFAULT_MAX_LEN: usize = 512;
+
+/// Most bytes every header one inject writes may take together, each line counted as
+/// HTTP/1.1 sends it: name, `: `, value, CRLF.
+pub const MAX_INJECTED_BYTES: usize = 16 * 1024;
+
+/// The bytes of one header line as HTTP/1.1 sends it.
+pub const fn line_len(name: &str, value_len: usize) -> usize {
+    name.len() + 2 + value_len + 2
+}
+
+/// The most the trace formats and baggage write, each at its largest (`x-b3-sampled` and
+/// `x-b3-flags` both counted, though only one is sent): 12,551 bytes.
+const FORMATS_MAX: usize = line_len(name::TRACEPARENT, 55)
+    + line_len(name::TRACESTATE, traceparent::MAX_TRACESTATE_BYTES)
+    + line_len(name::B3, b3::SINGLE_MAX)
+    + line_len(name::X_B3_TRACEID, 32)
+    + line_len(name::X_B3_SPANID, 16)
+    + line_len(name::X_B3_SAMPLED, 1)
+    + line_len(name::X_B3_FLAGS, 1)
+    + line_len(name::BAGGAGE, baggage::MAX_BYTES);
+
+/// Room left in [`MAX_INJECTED_BYTES`] for the pass-through headers (3,833 bytes): the
+/// builder refuses names and a [`max_pass_through_len`] whose lines could pass it, so that
+/// every inject stays under 16 KiB by construction. The default (`x-request-id` and
+/// `x-ot-span-context`, 512 bytes each) takes 1,061.
+///
+/// [`max_pass_through_len`]: crate::MeshPropagatorBuilder::max_pass_through_len
+pub const PASS_THROUGH_BUDGET: usize = MAX_INJECTED_BYTES - FORMATS_MAX;
 
 /// Is this value fit to forward: 1..=`max_len` bytes of visible ASCII, space or tab?
 /// Anything else (CR, LF, NUL, other controls, non-ASCII) is dropped, never forwarded.
@@ -19,7 +49,8 @@ pub fn is_forwardable(value: &[u8], max_len: usize) -> bool {
 }
 
 /// The pass-through values taken from an incoming request: in the order of the configured
-/// names, and as received within one name (the same order whichever path extracted them).
+/// names (the same order whichever path extracted them), one value per name: the first line
+/// received, if it was fit to forward.
 ///
 /// ```
 /// use meshtrace::MeshPropagator;
@@ -44,7 +75,7 @@ impl PassThrough {
             .map(|(_, v)| v)
     }
 
-    /// Every value of a header, in the order received.
+    /// Every value of a header held: one at most, the first line received.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
         self.entries
             .iter()
@@ -81,7 +112,8 @@ impl PassThrough {
         }
     }
 
-    /// Adds a value, if it is fit to forward (see [`is_forwardable`]); returns whether it was kept.
+    /// Adds a value, if it is fit to forward (see [`is_forwardable`]); returns whether it was
+    /// kept. Extraction adds one value per name at most: the first line received.
     pub fn push(&mut self, name: HeaderName, value: HeaderValue, max_len: usize) -> bool {
         let ok = is_forwardable(value.as_bytes(), max_len);
         if ok {

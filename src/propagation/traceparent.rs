@@ -20,6 +20,10 @@ pub(crate) const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
 const V00_LEN: usize = 55;
 /// Most members a `tracestate` may hold before it is discarded.
 pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// Most bytes the `tracestate` lines (joined with commas) may hold before the list is
+/// discarded unread: eight times the 512 W3C asks every vendor to propagate, and what keeps
+/// every header one inject writes under 16 KiB.
+pub const MAX_TRACESTATE_BYTES: usize = 4096;
 
 /// A parsed, valid `traceparent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +82,9 @@ pub enum TracestateError {
     /// More than 32 list members.
     #[error("tracestate has more than 32 members")]
     TooManyMembers,
+    /// More than 4096 bytes, all lines together.
+    #[error("tracestate is over 4096 bytes")]
+    TooLong,
     /// A member has no `=`.
     #[error("tracestate member without '='")]
     MissingEquals,
@@ -239,7 +246,8 @@ fn members<'a>(lines: &'a [&'a [u8]]) -> Result<Members<'a>, TracestateError> {
 /// The result is what opentelemetry's [`TraceState`] can hold: it still applies Level 1's
 /// multi-tenant key rule, so members with Level 2 keys such as `foo@@bar` or `a@b@c` are left
 /// out of it (the propagator still forwards them: see [`MeshPropagator`]). An empty result
-/// (no lines, or only empty members) is `TraceState::NONE`.
+/// (no lines, or only empty members) is `TraceState::NONE`. Lines over
+/// [`MAX_TRACESTATE_BYTES`] are discarded unread, and reading stops at a 33rd member.
 ///
 /// ```
 /// use meshtrace::propagation::traceparent::parse_tracestate;
@@ -260,6 +268,10 @@ pub fn parse_tracestate(lines: &[&[u8]]) -> Result<TraceState, TracestateError> 
 pub(crate) fn read_tracestate(
     lines: &[&[u8]],
 ) -> Result<(TraceState, Option<bytes::Bytes>), TracestateError> {
+    let joined = lines.iter().map(|l| l.len() + 1).sum::<usize>();
+    if joined > MAX_TRACESTATE_BYTES + 1 {
+        return Err(TracestateError::TooLong);
+    }
     let m = members(lines)?;
     let kv = m.as_slice();
     if kv.is_empty() {
@@ -288,7 +300,8 @@ pub(crate) fn read_tracestate(
 }
 
 /// Writes a trace state as one header line, leaving it empty if any member is invalid
-/// (a `TraceState` built in code is checked less strictly than the W3C grammar).
+/// (a `TraceState` built in code is checked less strictly than the W3C grammar) or if it
+/// would pass [`MAX_TRACESTATE_BYTES`].
 pub(crate) fn write_tracestate(ts: &TraceState, out: &mut Vec<u8>) {
     let start = out.len();
     for (i, (key, value)) in ts.into_iter().enumerate() {
@@ -305,5 +318,9 @@ pub(crate) fn write_tracestate(ts: &TraceState, out: &mut Vec<u8>) {
         out.extend_from_slice(key.as_bytes());
         out.push(b'=');
         out.extend_from_slice(value.as_bytes());
+    }
+    // A trace state built in code is not held to the limit on receive; it is on send.
+    if out.len() - start > MAX_TRACESTATE_BYTES {
+        out.truncate(start);
     }
 }
