@@ -3,8 +3,11 @@
 //! values and why anything was rejected.
 
 use super::b3::{B3Error, SamplingState};
+use super::jaeger::JaegerError;
+use super::ottrace::OtTraceError;
 use super::passthrough::PassThrough;
 use super::traceparent::{TraceparentError, TracestateError};
+use super::xray::XRayError;
 use super::Format;
 use http::{HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
@@ -30,7 +33,16 @@ pub enum ExtractError {
     /// The `x-b3-*` headers were rejected.
     #[error("x-b3-*: {0}")]
     B3Multi(B3Error),
-    /// Some baggage members were dropped.
+    /// The `uber-trace-id` header was rejected.
+    #[error("uber-trace-id: {0}")]
+    Jaeger(JaegerError),
+    /// The `ot-tracer-*` headers were rejected.
+    #[error("ot-tracer-*: {0}")]
+    OtTrace(OtTraceError),
+    /// The `X-Amzn-Trace-Id` header was rejected.
+    #[error("x-amzn-trace-id: {0}")]
+    XRay(XRayError),
+    /// Some baggage members were dropped (`baggage`, `uberctx-*` and `ot-baggage-*` alike).
     #[error("{0} baggage member(s) dropped")]
     Baggage(usize),
     /// A pass-through value was dropped (control characters, non-ASCII, too long, empty).
@@ -79,6 +91,8 @@ pub struct MeshContext {
     /// The incoming baggage, kept when every member was valid so that baggage the
     /// application did not change goes out byte-for-byte.
     pub(super) baggage_received: Option<ReceivedBaggage>,
+    /// The X-Ray fields to pass on (`Lineage`, ...) and the trace they belong to.
+    pub(super) xray_other: Option<(TraceId, String)>,
 }
 
 /// The `baggage` lines as received (joined), and a context holding the [`Baggage`] they were
@@ -165,6 +179,7 @@ impl MeshContext {
             && self.losing.is_empty()
             && self.errors.is_empty()
             && self.baggage_received.is_none()
+            && self.xray_other.is_none()
     }
 }
 

@@ -1,20 +1,23 @@
 //! Extraction: one walk over the headers (a `HeaderMap`, or any [`Extractor`] name by
 //! name) gathers the lines each format needs; each format is then parsed once, the rules of
-//! [`resolve`](super::resolve) pick the remote parent, and baggage is attached.
+//! [`resolve`](super::resolve) pick the remote parent, and baggage is attached: the W3C
+//! `baggage` members first, then the `uberctx-*` and `ot-baggage-*` ones for keys it lacks.
 
 use super::b3::{self, MultiHeaders, B3};
-use super::baggage;
 use super::context::{ExtractError, MeshContext, ReceivedBaggage};
 use super::format::{name, Format};
+use super::ottrace::{self, OtHeaders};
 use super::passthrough::PassThrough;
 use super::resolve::{self, Candidate, Candidates};
 use super::traceparent::{self, TraceparentError};
-use super::MeshPropagator;
+use super::xray::{self, XRayError};
+use super::{baggage, jaeger, MeshPropagator};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::baggage::BaggageExt;
+use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{TraceContextExt, TraceState};
+use opentelemetry::trace::{TraceContextExt, TraceId, TraceState};
 use opentelemetry::Context;
+use std::borrow::Cow;
 
 /// Header values seen for one name: most requests carry one, some carry several lines.
 #[derive(Debug, Default)]
@@ -52,8 +55,30 @@ impl<'a> Lines<'a> {
 struct Raw<'a> {
     trace: TraceHeaders<'a>,
     baggage: Lines<'a>,
+    /// `uberctx-*` members (key without the prefix, raw value).
+    uberctx: Prefixed<'a>,
+    /// `ot-baggage-*` members.
+    ot_baggage: Prefixed<'a>,
     pass_through: PassThrough,
     dropped: Vec<HeaderName>,
+}
+
+/// Baggage members sent one per header, under a name prefix: at most
+/// [`baggage::MAX_MEMBERS`] are kept, the others counted as dropped.
+#[derive(Debug, Default)]
+struct Prefixed<'a> {
+    members: Vec<(Cow<'a, str>, &'a [u8])>,
+    dropped: usize,
+}
+
+impl<'a> Prefixed<'a> {
+    fn push(&mut self, key: Cow<'a, str>, value: &'a [u8]) {
+        if key.is_empty() || self.members.len() == baggage::MAX_MEMBERS {
+            self.dropped += 1;
+        } else {
+            self.members.push((key, value));
+        }
+    }
 }
 
 /// The lines of the trace formats.
@@ -63,6 +88,9 @@ struct TraceHeaders<'a> {
     tracestate: Lines<'a>,
     b3: Option<&'a [u8]>,
     multi: MultiHeaders<'a>,
+    jaeger: Option<&'a [u8]>,
+    ot: OtHeaders<'a>,
+    xray: Lines<'a>,
 }
 
 impl MeshPropagator {
@@ -108,8 +136,33 @@ impl MeshPropagator {
                 }
                 name::X_B3_SAMPLED => first(&mut t.multi.sampled, v, ex.contains(Format::B3Multi)),
                 name::X_B3_FLAGS => first(&mut t.multi.flags, v, ex.contains(Format::B3Multi)),
+                name::UBER_TRACE_ID => first(&mut t.jaeger, v, ex.contains(Format::Jaeger)),
+                name::OT_TRACER_TRACEID => {
+                    first(&mut t.ot.trace_id, v, ex.contains(Format::OtTrace))
+                }
+                name::OT_TRACER_SPANID => first(&mut t.ot.span_id, v, ex.contains(Format::OtTrace)),
+                name::OT_TRACER_SAMPLED => {
+                    first(&mut t.ot.sampled, v, ex.contains(Format::OtTrace))
+                }
+                name::X_AMZN_TRACE_ID => {
+                    if ex.contains(Format::XRay) {
+                        t.xray.push(v);
+                    }
+                }
                 _ => {
-                    if ex.contains(Format::PassThrough)
+                    if let Some(key) = ex
+                        .contains(Format::Jaeger)
+                        .then(|| name_str.strip_prefix(name::UBERCTX_PREFIX))
+                        .flatten()
+                    {
+                        raw.uberctx.push(Cow::Borrowed(key), v);
+                    } else if let Some(key) = ex
+                        .contains(Format::OtTrace)
+                        .then(|| name_str.strip_prefix(name::OT_BAGGAGE_PREFIX))
+                        .flatten()
+                    {
+                        raw.ot_baggage.push(Cow::Borrowed(key), v);
+                    } else if ex.contains(Format::PassThrough)
                         && cfg.pass_through.contains(name)
                         && !raw.pass_through.push(
                             name.clone(),
@@ -166,6 +219,51 @@ impl MeshPropagator {
                 flags: text(name::X_B3_FLAGS),
             };
         }
+        if ex.contains(Format::Jaeger) {
+            raw.trace.jaeger = text(name::UBER_TRACE_ID);
+        }
+        if ex.contains(Format::OtTrace) {
+            raw.trace.ot = OtHeaders {
+                trace_id: text(name::OT_TRACER_TRACEID),
+                span_id: text(name::OT_TRACER_SPANID),
+                sampled: text(name::OT_TRACER_SAMPLED),
+            };
+        }
+        if ex.contains(Format::XRay) {
+            for v in extractor
+                .get_all(name::X_AMZN_TRACE_ID)
+                .into_iter()
+                .flatten()
+            {
+                raw.trace.xray.push(v.as_bytes());
+            }
+        }
+        if ex.contains(Format::Jaeger) || ex.contains(Format::OtTrace) {
+            // Baggage headers are named by their key: only a scan of every name finds them.
+            for key in extractor.keys() {
+                let (jaeger, ot) = (
+                    prefixed(key, name::UBERCTX_PREFIX),
+                    prefixed(key, name::OT_BAGGAGE_PREFIX),
+                );
+                let (slot, rest) = match (jaeger, ot) {
+                    (Some(rest), _) if ex.contains(Format::Jaeger) => (&mut raw.uberctx, rest),
+                    (_, Some(rest)) if ex.contains(Format::OtTrace) => (&mut raw.ot_baggage, rest),
+                    _ => continue,
+                };
+                let Some(value) = extractor.get(key) else {
+                    continue;
+                };
+                if HeaderName::from_bytes(rest.as_bytes()).is_err() {
+                    slot.dropped += 1;
+                    continue;
+                }
+                let rest = match rest.bytes().any(|b| b.is_ascii_uppercase()) {
+                    true => Cow::Owned(rest.to_ascii_lowercase()),
+                    false => Cow::Borrowed(rest),
+                };
+                slot.push(rest, value.as_bytes());
+            }
+        }
         if ex.contains(Format::PassThrough) {
             for name in &cfg.pass_through {
                 for v in extractor.get_all(name.as_str()).into_iter().flatten() {
@@ -190,12 +288,19 @@ impl MeshPropagator {
         };
         mesh.errors
             .extend(raw.dropped.into_iter().map(ExtractError::PassThrough));
-        let cands = raw.trace.candidates(&mut mesh.errors);
+        let cands = raw.trace.candidates(&mut mesh);
         let mut out = cx.clone();
         if let Some(remote) = resolve::resolve(cands, self.cfg.priority, &mut mesh) {
             out = out.with_remote_span_context(remote);
         }
-        out = with_baggage(out, raw.baggage.as_slice(), &mut mesh);
+        let prefixed = [
+            (
+                raw.uberctx,
+                jaeger::decode_baggage_value as fn(&[u8]) -> Option<String>,
+            ),
+            (raw.ot_baggage, ottrace::decode_baggage_value),
+        ];
+        out = with_baggage(out, raw.baggage.as_slice(), prefixed, &mut mesh);
         if !mesh.is_empty() {
             out = out.with_value(mesh);
         }
@@ -204,8 +309,10 @@ impl MeshPropagator {
 }
 
 impl TraceHeaders<'_> {
-    /// Each trace format's context, parsed; what was rejected goes to `errors`.
-    fn candidates(&self, errors: &mut Vec<ExtractError>) -> Candidates {
+    /// Each trace format's context, parsed; what was rejected goes to the errors of `mesh`,
+    /// the X-Ray fields to pass on to `mesh`.
+    fn candidates(&self, mesh: &mut MeshContext) -> Candidates {
+        let errors = &mut mesh.errors;
         let mut cands = Candidates::default();
         let tp_lines = self.traceparent.as_slice();
         if !tp_lines.is_empty() {
@@ -240,25 +347,84 @@ impl TraceHeaders<'_> {
             Ok(None) => {}
             Err(e) => errors.push(ExtractError::B3Multi(e)),
         }
+        if let Some(v) = self.jaeger {
+            match jaeger::parse_uber_trace_id(v) {
+                Ok(j) => cands.put(Candidate::from_ids(
+                    Format::Jaeger,
+                    j.trace_id,
+                    j.span_id,
+                    j.sampling,
+                )),
+                Err(e) => errors.push(ExtractError::Jaeger(e)),
+            }
+        }
+        match ottrace::parse(&self.ot) {
+            Ok(Some(o)) => cands.put(Candidate::from_ids(
+                Format::OtTrace,
+                o.trace_id,
+                o.span_id,
+                o.sampling,
+            )),
+            Ok(None) => {}
+            Err(e) => errors.push(ExtractError::OtTrace(e)),
+        }
+        let parsed = match self.xray.as_slice() {
+            [] => None,
+            [one] => Some(xray::parse_xray(one)),
+            _ => Some(Err(XRayError::Duplicate)),
+        };
+        match parsed {
+            Some(Ok(x)) => {
+                if !x.other.is_empty() {
+                    mesh.xray_other = Some((TraceId::from(x.trace_id), x.other));
+                }
+                cands.put(Candidate::from_ids(
+                    Format::XRay,
+                    x.trace_id,
+                    x.span_id,
+                    x.sampling,
+                ));
+            }
+            Some(Err(e)) => errors.push(ExtractError::XRay(e)),
+            None => {}
+        }
         cands
     }
 }
 
-/// `out` with the baggage parsed from `lines`; the lines are kept as received when every
-/// member was valid, so that unchanged baggage goes out byte-for-byte.
-fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Context {
-    if lines.is_empty() {
+/// A value decoder of a prefixed baggage format.
+type Decode = fn(&[u8]) -> Option<String>;
+
+/// `out` with the baggage parsed from `lines`, then the prefixed members (`uberctx-*`, then
+/// `ot-baggage-*`) for keys the earlier ones lack, within the same limits. The lines are
+/// kept as received when every member was valid and no prefixed one was added, so that
+/// unchanged baggage goes out byte-for-byte.
+fn with_baggage(
+    out: Context,
+    lines: &[&[u8]],
+    prefixed: [(Prefixed<'_>, Decode); 2],
+    mesh: &mut MeshContext,
+) -> Context {
+    let no_prefixed = prefixed
+        .iter()
+        .all(|(p, _)| p.members.is_empty() && p.dropped == 0);
+    if lines.is_empty() && no_prefixed {
         return out;
     }
-    let (baggage, dropped) = baggage::parse_baggage(lines);
+    let (mut baggage, mut dropped) = baggage::parse_baggage(lines);
+    let w3c_members = baggage.len();
+    for (members, decode) in prefixed {
+        dropped += members.dropped + merge(&mut baggage, members.members, decode);
+    }
     if dropped > 0 {
         mesh.errors.push(ExtractError::Baggage(dropped));
     }
     if baggage.is_empty() {
         return out;
     }
+    let unchanged = baggage.len() == w3c_members;
     let out = out.with_baggage(baggage);
-    if dropped == 0 {
+    if dropped == 0 && unchanged && !lines.is_empty() {
         mesh.baggage_received = Some(ReceivedBaggage {
             raw: match lines {
                 [one] => bytes::Bytes::copy_from_slice(one),
@@ -268,6 +434,41 @@ fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Contex
         });
     }
     out
+}
+
+/// Adds the members whose key `baggage` lacks, within [`baggage::MAX_MEMBERS`] and
+/// [`baggage::MAX_BYTES`] (counted as `key=value` joined by `,`); returns how many were
+/// dropped (not UTF-8, or past the limits). A key already present keeps its value.
+fn merge(baggage: &mut Baggage, members: Vec<(Cow<'_, str>, &[u8])>, decode: Decode) -> usize {
+    let mut bytes: usize = baggage
+        .iter()
+        .map(|(k, (v, _))| k.as_str().len() + v.as_str().len() + 2)
+        .sum();
+    let mut dropped = 0;
+    for (key, raw) in members {
+        if baggage.get(key.as_ref()).is_some() {
+            continue;
+        }
+        let Some(value) = decode(raw) else {
+            dropped += 1;
+            continue;
+        };
+        let cost = key.len() + value.len() + 2;
+        if baggage.len() == baggage::MAX_MEMBERS || bytes + cost > baggage::MAX_BYTES + 1 {
+            dropped += 1;
+            continue;
+        }
+        bytes += cost;
+        baggage.insert(key.into_owned(), value);
+    }
+    dropped
+}
+
+/// The rest of `key` after `prefix` (compared case-insensitively, as header names are).
+fn prefixed<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
+    let head = key.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &key[prefix.len()..])
 }
 
 #[inline]
