@@ -22,7 +22,7 @@ pub struct OtHeaders<'a> {
 /// An OpenTracing context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OtContext {
-    /// Trace id; a 64-bit id is held left-padded with zeros.
+    /// Trace id; a shorter id is held left-padded with zeros.
     pub trace_id: u128,
     /// The caller's span id.
     pub span_id: u64,
@@ -34,14 +34,14 @@ pub struct OtContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OtTraceError {
-    /// The trace id is not 16 or 32 lowercase hex digits.
-    #[error("ot-tracer-traceid is not 16 or 32 lowercase hex digits")]
+    /// The trace id is not 1 to 32 lowercase hex digits.
+    #[error("ot-tracer-traceid is not 1 to 32 lowercase hex digits")]
     InvalidTraceId,
     /// The trace id is all zeros.
     #[error("ot-tracer-traceid is all zeros")]
     ZeroTraceId,
-    /// The span id is not 16 lowercase hex digits.
-    #[error("ot-tracer-spanid is not 16 lowercase hex digits")]
+    /// The span id is not 1 to 16 lowercase hex digits.
+    #[error("ot-tracer-spanid is not 1 to 16 lowercase hex digits")]
     InvalidSpanId,
     /// The span id is all zeros.
     #[error("ot-tracer-spanid is all zeros")]
@@ -55,6 +55,9 @@ pub enum OtTraceError {
 }
 
 /// Parses the `ot-tracer-*` headers. `Ok(None)` when none of them is present.
+///
+/// Ids of 16 and 32 digits are what tracers send, but shorter ones are read left-padded:
+/// OpenTelemetry Python's `ot-trace` propagator writes ids without their leading zeros.
 ///
 /// ```
 /// use meshtrace::propagation::ottrace::{parse, OtHeaders};
@@ -72,17 +75,11 @@ pub fn parse(h: &OtHeaders<'_>) -> Result<Option<OtContext>, OtTraceError> {
         (None, None) if h.sampled.is_none() => return Ok(None),
         _ => return Err(OtTraceError::IdsNotPaired),
     };
-    if t.len() != 16 && t.len() != 32 {
-        return Err(OtTraceError::InvalidTraceId);
-    }
     let trace_id = match hex::decode_u128(t) {
         Some(0) => return Err(OtTraceError::ZeroTraceId),
         Some(id) => id,
         None => return Err(OtTraceError::InvalidTraceId),
     };
-    if s.len() != 16 {
-        return Err(OtTraceError::InvalidSpanId);
-    }
     let span_id = match hex::decode_u64(s) {
         Some(0) => return Err(OtTraceError::ZeroSpanId),
         Some(id) => id,
