@@ -64,15 +64,22 @@ struct Raw<'a> {
 }
 
 /// Baggage members sent one per header, under a name prefix: at most
-/// [`baggage::MAX_MEMBERS`] are kept, the others counted as dropped.
+/// [`baggage::MAX_MEMBERS`] are kept, the others counted as dropped. Like the other
+/// single-valued headers, the first line of a name counts, as `Extractor::get` sees it.
 #[derive(Debug, Default)]
 struct Prefixed<'a> {
     members: Vec<(Cow<'a, str>, &'a [u8])>,
     dropped: usize,
+    /// The key of the last line pushed: a `HeaderMap` yields the lines of a name together.
+    last: Option<Cow<'a, str>>,
 }
 
 impl<'a> Prefixed<'a> {
     fn push(&mut self, key: Cow<'a, str>, value: &'a [u8]) {
+        if self.last.as_ref() == Some(&key) {
+            return;
+        }
+        self.last = Some(key.clone());
         if key.is_empty() || self.members.len() == baggage::MAX_MEMBERS {
             self.dropped += 1;
         } else {
