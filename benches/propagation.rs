@@ -2,6 +2,10 @@
 //! users combine today (opentelemetry_sdk's TraceContext + Baggage and
 //! opentelemetry-propagator-b3 single+multi in a `TextMapCompositePropagator`), in one run.
 //!
+//! Then the formats of SPECS.md section 7, each alone: a Jaeger, an OpenTracing and an X-Ray
+//! request, extracted and injected; X-Ray against opentelemetry-aws's `XrayPropagator`
+//! (opentelemetry-rust has no Jaeger propagator at 0.33, nor an OpenTracing one).
+//!
 //! After the criterion report it prints a table of medians and ratios (baseline / ours),
 //! and the extraction floor: the cost of only building the opentelemetry values that any
 //! extractor must return, which bounds the ratio any implementation can reach. Then the
@@ -13,11 +17,12 @@ use common::median_ns;
 
 use criterion::{criterion_group, BatchSize, Criterion};
 use http::{HeaderMap, HeaderName};
-use meshtrace::MeshPropagator;
+use meshtrace::{Format, MeshPropagator};
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
+use opentelemetry_aws::trace::XrayPropagator;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3Propagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -172,6 +177,84 @@ fn baseline() -> TextMapCompositePropagator {
     ])
 }
 
+/// A request of one of the formats of SPECS.md section 7, with a request's usual headers.
+fn format_request(format: Format) -> HeaderMap {
+    let trace: &[(&str, &str)] = match format {
+        Format::Jaeger => &[
+            ("uber-trace-id", "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1"),
+            ("uberctx-userid", "alice"),
+            ("uberctx-servernode", "DF%2028"),
+        ],
+        Format::OtTrace => &[
+            ("ot-tracer-traceid", "a3ce929d0e0e4736"),
+            ("ot-tracer-spanid", "00f067aa0ba902b7"),
+            ("ot-tracer-sampled", "true"),
+            ("ot-baggage-userid", "alice"),
+            ("ot-baggage-servernode", "DF 28"),
+        ],
+        _ => &[(
+            "x-amzn-trace-id",
+            "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1;Lineage=a87bd80c:1|68fd508a:5",
+        )],
+    };
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "reviews.default.svc.cluster.local:9080"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64)"),
+        ("accept", "application/json"),
+        ("x-request-id", "6f3a2c1e-9b8d-4e7f-a1c2-3d4e5f6a7b8c"),
+    ]
+    .iter()
+    .chain(trace)
+    {
+        h.append(*k, v.parse().unwrap());
+    }
+    h
+}
+
+/// The formats of section 7, each through a propagator of that format alone.
+fn bench_formats(c: &mut Criterion) {
+    let empty = Context::new();
+    for format in [Format::Jaeger, Format::OtTrace, Format::XRay] {
+        let headers = format_request(format);
+        let mesh = MeshPropagator::builder()
+            .extract(format)
+            .inject(format)
+            .build()
+            .unwrap();
+        let mut g = c.benchmark_group(format.as_str());
+        let cx = mesh.extract_from_headers_with_context(&empty, &headers);
+        g.bench_function("extract_headermap", |b| {
+            b.iter(|| mesh.extract_from_headers_with_context(&empty, black_box(&headers)))
+        });
+        g.bench_function("extract_textmap", |b| {
+            b.iter(|| mesh.extract_with_context(&empty, &HeaderExtractor(black_box(&headers))))
+        });
+        g.bench_function("inject_headermap", |b| {
+            b.iter_batched_ref(
+                || HeaderMap::with_capacity(32),
+                |out| mesh.inject_into_headers(black_box(&cx), out),
+                BatchSize::SmallInput,
+            )
+        });
+        if format == Format::XRay {
+            let base = XrayPropagator::default();
+            let base_cx = base.extract_with_context(&empty, &HeaderExtractor(&headers));
+            g.bench_function("extract_baseline", |b| {
+                b.iter(|| base.extract_with_context(&empty, &HeaderExtractor(black_box(&headers))))
+            });
+            g.bench_function("inject_baseline", |b| {
+                b.iter_batched_ref(
+                    || HeaderMap::with_capacity(32),
+                    |out| base.inject_context(black_box(&base_cx), &mut HeaderInjector(out)),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let headers = istio_request();
     let base = baseline();
@@ -270,6 +353,21 @@ fn report(since: SystemTime) {
             b / t
         );
     }
+    println!("\n| format alone | extract HeaderMap | extract TextMap | inject HeaderMap | baseline extract / inject |");
+    println!("|---|---|---|---|---|");
+    for format in [Format::Jaeger, Format::OtTrace, Format::XRay] {
+        let group = format.as_str();
+        let ns =
+            |name| median_ns(group, name, since).map_or("-".to_owned(), |v| format!("{v:.0} ns"));
+        println!(
+            "| {group} | {} | {} | {} | {} / {} |",
+            ns("extract_headermap"),
+            ns("extract_textmap"),
+            ns("inject_headermap"),
+            ns("extract_baseline"),
+            ns("inject_baseline"),
+        );
+    }
     if let (Some(b), Some(f)) = (
         median_ns("extract", "baseline", since),
         median_ns("extract", "floor", since),
@@ -284,7 +382,7 @@ fn report(since: SystemTime) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_formats);
 
 fn main() {
     let since = SystemTime::now();

@@ -13,7 +13,7 @@ use meshtrace::propagation::passthrough::{
     line_len, DEFAULT_MAX_LEN, MAX_INJECTED_BYTES, PASS_THROUGH_BUDGET,
 };
 use meshtrace::propagation::traceparent::{MAX_TRACESTATE_BYTES, MAX_TRACESTATE_MEMBERS};
-use meshtrace::{B3Encoding, BuildError, Format, MeshContextExt, MeshPropagator};
+use meshtrace::{B3Encoding, BuildError, Format, Formats, MeshContextExt, MeshPropagator};
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -395,6 +395,35 @@ fn the_largest_inject_is_under_16_kib() {
         let total = within_limits(&out).unwrap();
         assert!(total > 12_000, "the worst case is near the bound: {total}");
         println!("largest inject: {total} bytes of {MAX_INJECTED_BYTES}");
+    }
+}
+
+/// Every format written at once, Jaeger's `uberctx-*` and OpenTracing's `ot-baggage-*`
+/// included: they share the baggage's allotment with the `baggage` line, so the largest
+/// inject stays under 16 KiB; without the `baggage` line they get all of it.
+#[test]
+fn every_format_at_once_stays_under_16_kib() {
+    let cx = propagator().extract_from_headers(&header_map(&limit_sized()));
+    for inject in [Formats::ALL, Formats::ALL.without(Format::Baggage)] {
+        let p = MeshPropagator::builder_istio()
+            .inject(inject)
+            .b3_inject(B3Encoding::Both)
+            .build()
+            .unwrap();
+        for header_map_path in [true, false] {
+            let out = injected(&p, &cx, header_map_path);
+            let total = within_limits(&out).unwrap();
+            let prefixed = |prefix: &str| out.iter().filter(|(n, _)| n.starts_with(prefix)).count();
+            if inject.contains(Format::Baggage) {
+                assert!(out.iter().any(|(n, _)| n == "baggage"));
+            } else {
+                assert!(
+                    prefixed("uberctx-") > 0 && prefixed("ot-baggage-") > 0,
+                    "{out:?}"
+                );
+            }
+            assert!(total > 12_000, "the worst case is near the bound: {total}");
+        }
     }
 }
 

@@ -75,8 +75,13 @@ fn extractor_view(map: &HeaderMap) -> HeaderMap {
     let mut view = HeaderMap::new();
     for name in map.keys() {
         let mut values = map.get_all(name).iter();
-        // The B3 headers both paths read as single-valued (the first line).
-        if headers::B3_HEADERS.contains(&name.as_str()) {
+        // The headers both paths read as single-valued (the first line): B3, Jaeger,
+        // OpenTracing, and the prefixed baggage headers.
+        let single = headers::B3_HEADERS.contains(&name.as_str())
+            || (LEGACY_HEADERS.contains(&name.as_str()) && name.as_str() != "x-amzn-trace-id")
+            || name.as_str().starts_with("uberctx-")
+            || name.as_str().starts_with("ot-baggage-");
+        if single {
             if let Some(first) = values.next().filter(|v| v.to_str().is_ok()) {
                 view.append(name.clone(), first.clone());
             }
@@ -147,10 +152,25 @@ fn name_from(s: &str) -> HeaderName {
     })
 }
 
+/// The headers of SPECS.md section 7, with baggage headers of each prefixed format.
+const LEGACY_HEADERS: [&str; 9] = [
+    "uber-trace-id",
+    "uberctx-user",
+    "uberctx-",
+    "ot-tracer-traceid",
+    "ot-tracer-spanid",
+    "ot-tracer-sampled",
+    "ot-baggage-user",
+    "ot-baggage-tier",
+    "x-amzn-trace-id",
+];
+
 fn header_name() -> impl Strategy<Value = HeaderName> {
     prop_oneof![
         // The known names, mostly.
         6 => prop::sample::select(headers::trace_headers()).prop_map(HeaderName::from_static),
+        3 => prop::sample::select(&LEGACY_HEADERS[..]).prop_map(HeaderName::from_static),
+        1 => "(uberctx|ot-baggage)-[a-z0-9_-]{0,8}".prop_map(|s| HeaderName::from_bytes(s.as_bytes()).unwrap()),
         // Known names in other cases and near-misses.
         1 => prop::sample::select(headers::trace_headers())
             .prop_flat_map(|n| (Just(n), any::<u64>()))
@@ -194,6 +214,11 @@ const TEMPLATES: &[&str] = &[
     "true",
     "False",
     "3e1c6d4a-5b2f-4c8e-9d7a-1f0b2c3d4e5f",
+    "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:3",
+    "a3ce929d0e0e4736%3A00f067aa0ba902b7%3A0%3A1",
+    "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1",
+    "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Lineage=a87bd80c:1|68fd508a:5;Parent=00f067aa0ba902b7;Sampled=?",
+    "Jos%C3%A9%20M",
     "",
 ];
 
@@ -530,6 +555,62 @@ proptest! {
             let tp = out["traceparent"].to_str().unwrap();
             let got_flags = u8::from_str_radix(&tp[53..], 16).unwrap();
             prop_assert_eq!(got_flags & 0x02, flags & 0x02, "{} {}", what, tp);
+        }
+    }
+
+    /// extract(inject(cx)) == cx for each format of SPECS.md §7 alone, on both paths: the ids
+    /// (OpenTracing: the low 64 bits of the trace id), the sampled flag (none of them carries
+    /// W3C's random flag or tracestate) and the baggage its headers can carry as they are
+    /// (lowercase token keys; OpenTracing values that fit a header unencoded).
+    #[test]
+    fn round_trip_legacy_formats(
+        sc in span_context(),
+        members in prop::collection::vec(("[a-z0-9_-]{1,12}", any::<String>(), "[ -~]{1,16}"), 0..8),
+    ) {
+        for format in [Format::Jaeger, Format::OtTrace, Format::XRay] {
+            let p = MeshPropagator::builder().extract(format).inject(format).build().unwrap();
+            let mut sent = Baggage::new();
+            let mut kept = Vec::new();
+            for (k, any_value, ascii_value) in &members {
+                let v = match format {
+                    Format::OtTrace => ascii_value.trim().to_owned(),
+                    _ => any_value.clone(),
+                };
+                if format != Format::XRay && !v.is_empty() && sent.get(k.as_str()).is_none() {
+                    sent.insert(k.clone(), v.clone());
+                    kept.push((k.clone(), v, String::new()));
+                }
+            }
+            kept.sort();
+            let trace_id = match format {
+                Format::OtTrace => TraceId::from(u128::from_be_bytes(sc.trace_id().to_bytes()) & u128::from(u64::MAX)),
+                _ => sc.trace_id(),
+            };
+            let cx = Context::new().with_remote_span_context(sc.clone()).with_baggage(sent);
+            let valid = trace_id != TraceId::INVALID;
+            let expected = SpanContext::new(
+                trace_id,
+                sc.span_id(),
+                TraceFlags::new(sc.trace_flags().to_u8() & 0x01),
+                true,
+                TraceState::NONE,
+            );
+            let mut fast = HeaderMap::new();
+            p.inject_into_headers(&cx, &mut fast);
+            let mut generic = HeaderMap::new();
+            p.inject_context(&cx, &mut HeaderInjector(&mut generic));
+            for (path, wire, back) in [
+                ("HeaderMap", &fast, p.extract_from_headers_with_context(&Context::new(), &fast)),
+                ("Injector", &generic, p.extract_with_context(&Context::new(), &HeaderExtractor(&generic))),
+            ] {
+                for (k, v) in wire {
+                    assert_safe_value(k.as_str(), v.as_bytes())?;
+                }
+                if valid {
+                    prop_assert_eq!(back.span().span_context().clone(), expected.clone(), "{:?} {} path, wire {:?}", format, path, wire);
+                }
+                prop_assert_eq!(baggage_vec(&back), kept.clone(), "{:?} {} path, wire {:?}", format, path, wire);
+            }
         }
     }
 

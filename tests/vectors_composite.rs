@@ -725,12 +725,12 @@ const ENV_STRICT: &[(&str, Result<&[N], &str>)] = &[
     // empty = default
     ("",                                Ok(&[N::TraceContext, N::Baggage])),
     ("   ",                             Ok(&[N::TraceContext, N::Baggage])),
-    // recognised but unsupported
-    ("jaeger",                          Err("Unsupported(\"jaeger\")")),
-    ("xray",                            Err("Unsupported(\"xray\")")),
-    ("ottrace",                         Err("Unsupported(\"ottrace\")")),
-    ("Jaeger",                          Err("Unsupported(\"jaeger\")")),
-    ("tracecontext,xray",               Err("Unsupported(\"xray\")")),
+    // SPECS 7: jaeger, ottrace, xray (case-insensitive like the others)
+    ("jaeger",                          Ok(&[N::Jaeger])),
+    ("xray",                            Ok(&[N::XRay])),
+    ("ottrace",                         Ok(&[N::OtTrace])),
+    ("Jaeger,XRAY,OtTrace,jaeger",      Ok(&[N::Jaeger, N::XRay, N::OtTrace])),
+    ("tracecontext,xray",               Ok(&[N::TraceContext, N::XRay])),
     // unknown
     ("foo",                             Err("Unknown(\"foo\")")),
     ("tracecontext,foo",                Err("Unknown(\"foo\")")),
@@ -760,12 +760,12 @@ fn env_strict_vectors() {
 const ENV_LENIENT: &[(&str, &[N], usize)] = &[
     ("",                                &[N::TraceContext, N::Baggage], 0),
     ("tracecontext,baggage",            &[N::TraceContext, N::Baggage], 0),
-    ("b3,jaeger,foo",                   &[N::B3], 2),
+    ("b3,jaeger,foo",                   &[N::B3, N::Jaeger], 1),
     ("foo,baggage",                     &[N::Baggage], 1),
-    ("xray",                            &[], 1),
-    ("jaeger,xray,ottrace",             &[], 3),
+    ("xray",                            &[N::XRay], 0),
+    ("jaeger,xray,ottrace",             &[N::Jaeger, N::XRay, N::OtTrace], 0),
     ("tracecontext,TraceContext",       &[N::TraceContext], 0),
-    ("OTTRACE,b3multi,Unknown",         &[N::B3Multi], 2),
+    ("OTTRACE,b3multi,Unknown",         &[N::OtTrace, N::B3Multi], 1),
     ("b3multi, ,b3",                    &[N::B3Multi, N::B3], 1),
 ];
 
@@ -828,7 +828,8 @@ fn env_variable_vectors() {
         (Some(""),               Formats::TRACE_CONTEXT.with(Format::Baggage), Ok(())),
         (Some("b3multi"),        Formats::NONE.with(Format::B3Multi),          Ok(())),
         (Some("B3,baggage"),     Formats::BAGGAGE.with(Format::B3Single),      Ok(())),
-        (Some("xray,b3"),        Formats::NONE.with(Format::B3Single),         Err("Unsupported(\"xray\")")),
+        (Some("xray,b3"),        Formats::NONE.with(Format::XRay).with(Format::B3Single), Ok(())),
+        (Some("jaeger,ottrace"), Formats::NONE.with(Format::Jaeger).with(Format::OtTrace), Ok(())),
         (Some("bogus"),          Formats::NONE,                                Err("Unknown(\"bogus\")")),
         (Some("none"),           Formats::NONE,                                Ok(())),
     ];

@@ -40,7 +40,7 @@ pub enum EnvError {
     /// Not a whole number above zero.
     #[error("expected a whole number above zero")]
     Positive,
-    /// `OTEL_PROPAGATORS` names something unknown or unsupported.
+    /// `OTEL_PROPAGATORS` names something unknown.
     #[error(transparent)]
     Propagators(#[from] PropagatorsError),
     /// `RUST_LOG` is not a valid filter.
@@ -430,7 +430,7 @@ pub(super) mod tests {
             .to_string();
             assert!(message.contains(&format!("{value:?}")), "{message}");
         }
-        let (var, _, e) = err(&[("OTEL_PROPAGATORS", "tracecontext,xray")]);
+        let (var, _, e) = err(&[("OTEL_PROPAGATORS", "tracecontext,xrays")]);
         assert_eq!(var, "OTEL_PROPAGATORS");
         assert!(matches!(e, EnvError::Propagators(_)));
         let (var, _, e) = err(&[("RUST_LOG", "info,[[[")]);

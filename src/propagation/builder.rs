@@ -3,6 +3,7 @@
 //! [`build`]: MeshPropagatorBuilder::build
 
 use super::format::{self, B3Encoding, Format, Formats};
+use super::resolve::DEFAULT_PRIORITY;
 use super::{passthrough, Config, MeshPropagator};
 use http::HeaderName;
 use std::sync::Arc;
@@ -14,11 +15,12 @@ pub enum BuildError {
     /// A pass-through name that is not a valid HTTP header name.
     #[error("`{0}` is not a valid header name")]
     InvalidHeaderName(String),
-    /// A pass-through name that one of the trace formats owns.
+    /// A pass-through name that one of the trace formats owns (or that starts like the
+    /// `uberctx-` and `ot-baggage-` headers).
     #[error("`{0}` is a trace header and is written by its format, not passed through")]
     ReservedHeaderName(String),
     /// A priority entry that is not a trace format, or that is listed twice.
-    #[error("priority may list TraceContext, B3Single and B3Multi once each; got {0:?}")]
+    #[error("priority may list each trace format once; got {0:?}")]
     Priority(Format),
     /// The pass-through names at [`max_pass_through_len`] could take more than
     /// [`PASS_THROUGH_BUDGET`] bytes, so an inject could pass 16 KiB.
@@ -59,9 +61,6 @@ impl Default for MeshPropagatorBuilder {
         Self::new()
     }
 }
-
-/// SPECS.md section 6: traceparent, then B3 single, then B3 multi.
-const DEFAULT_PRIORITY: [Format; 3] = [Format::TraceContext, Format::B3Single, Format::B3Multi];
 
 impl MeshPropagator {
     /// The preset for Istio / Envoy meshes: extracts traceparent/tracestate, baggage, B3
@@ -160,7 +159,7 @@ impl MeshPropagatorBuilder {
     }
 
     /// The order in which trace formats win when they disagree. Formats left out follow in
-    /// the default order (traceparent, B3 single, B3 multi).
+    /// the default order (traceparent, B3 single, B3 multi, Jaeger, OpenTracing, X-Ray).
     pub fn priority(mut self, order: impl IntoIterator<Item = Format>) -> Self {
         self.priority = order.into_iter().collect();
         self
@@ -175,7 +174,7 @@ impl MeshPropagatorBuilder {
 
     /// Checks the configuration and builds the propagator.
     pub fn build(self) -> Result<MeshPropagator, BuildError> {
-        let mut priority = Vec::with_capacity(3);
+        let mut priority = Vec::with_capacity(DEFAULT_PRIORITY.len());
         for f in self.priority {
             if !f.is_trace() || priority.contains(&f) {
                 return Err(BuildError::Priority(f));
@@ -189,7 +188,9 @@ impl MeshPropagatorBuilder {
         }
         let mut names = Vec::with_capacity(self.pass_through.len());
         for name in self.pass_through {
-            if format::OWNED.contains(&name.as_str()) {
+            if format::OWNED.contains(&name.as_str())
+                || format::OWNED_PREFIXES.iter().any(|p| name.starts_with(p))
+            {
                 return Err(BuildError::ReservedHeaderName(name));
             }
             let header = HeaderName::from_bytes(name.as_bytes())
@@ -213,9 +214,12 @@ impl MeshPropagatorBuilder {
             }
         }
         let mut first_bytes = [false; 256];
-        for name in format::OWNED
+        // Only the names of the extracted formats: a request's other headers are passed over
+        // on one lookup.
+        for name in self
+            .extract
             .iter()
-            .copied()
+            .flat_map(|f| f.read().iter().copied())
             .chain(names.iter().map(HeaderName::as_str))
         {
             first_bytes[usize::from(name.as_bytes()[0])] = true;
@@ -225,7 +229,7 @@ impl MeshPropagatorBuilder {
                 first_bytes,
                 extract: self.extract,
                 inject: self.inject,
-                priority: [priority[0], priority[1], priority[2]],
+                priority: std::array::from_fn(|i| priority[i]),
                 pass_through: names,
                 max_pass_through_len: self.max_pass_through_len,
                 random_trace_ids: self.random_trace_ids,

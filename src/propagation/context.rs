@@ -3,8 +3,11 @@
 //! values and why anything was rejected.
 
 use super::b3::{B3Error, SamplingState};
+use super::jaeger::JaegerError;
+use super::ottrace::OtTraceError;
 use super::passthrough::PassThrough;
 use super::traceparent::{TraceparentError, TracestateError};
+use super::xray::XRayError;
 use super::Format;
 use http::{HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
@@ -30,7 +33,16 @@ pub enum ExtractError {
     /// The `x-b3-*` headers were rejected.
     #[error("x-b3-*: {0}")]
     B3Multi(B3Error),
-    /// Some baggage members were dropped.
+    /// The `uber-trace-id` header was rejected.
+    #[error("uber-trace-id: {0}")]
+    Jaeger(JaegerError),
+    /// The `ot-tracer-*` headers were rejected.
+    #[error("ot-tracer-*: {0}")]
+    OtTrace(OtTraceError),
+    /// The `X-Amzn-Trace-Id` header was rejected.
+    #[error("x-amzn-trace-id: {0}")]
+    XRay(XRayError),
+    /// Some baggage members were dropped (`baggage`, `uberctx-*` and `ot-baggage-*` alike).
     #[error("{0} baggage member(s) dropped")]
     Baggage(usize),
     /// The `baggage` lines went past 64 members or 8192 bytes: reading stopped there.
@@ -92,6 +104,8 @@ pub struct MeshContext {
     /// of it (Level 2 keys), so that a trace state the application did not change goes out
     /// whole.
     pub(super) tracestate_received: Option<ReceivedTracestate>,
+    /// The X-Ray fields to pass on (`Lineage`, ...) and the trace they belong to.
+    pub(super) xray_other: Option<(TraceId, String)>,
 }
 
 /// A `tracestate` list opentelemetry's [`TraceState`] could not hold whole: the list as
@@ -199,6 +213,7 @@ impl MeshContext {
             && self.errors.is_empty()
             && self.baggage_received.is_none()
             && self.tracestate_received.is_none()
+            && self.xray_other.is_none()
     }
 }
 

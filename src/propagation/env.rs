@@ -18,6 +18,12 @@ pub enum PropagatorName {
     B3,
     /// `b3multi`: B3, injected as the multi headers (extracts single and multi).
     B3Multi,
+    /// `jaeger`: Jaeger `uber-trace-id` and `uberctx-*` baggage.
+    Jaeger,
+    /// `ottrace`: OpenTracing `ot-tracer-*` and `ot-baggage-*` baggage.
+    OtTrace,
+    /// `xray`: AWS X-Ray `X-Amzn-Trace-Id`.
+    XRay,
     /// `none`: no propagation at all.
     None,
     /// `istio` (meshtrace's own): the preset of [`MeshPropagator::istio`](super::MeshPropagator::istio).
@@ -27,11 +33,14 @@ pub enum PropagatorName {
 }
 
 impl PropagatorName {
-    const ALL: [PropagatorName; 7] = [
+    const ALL: [PropagatorName; 10] = [
         PropagatorName::TraceContext,
         PropagatorName::Baggage,
         PropagatorName::B3,
         PropagatorName::B3Multi,
+        PropagatorName::Jaeger,
+        PropagatorName::OtTrace,
+        PropagatorName::XRay,
         PropagatorName::None,
         PropagatorName::Istio,
         PropagatorName::PassThrough,
@@ -44,6 +53,9 @@ impl PropagatorName {
             PropagatorName::Baggage => Format::Baggage.as_str(),
             PropagatorName::B3 => Format::B3Single.as_str(),
             PropagatorName::B3Multi => Format::B3Multi.as_str(),
+            PropagatorName::Jaeger => Format::Jaeger.as_str(),
+            PropagatorName::OtTrace => Format::OtTrace.as_str(),
+            PropagatorName::XRay => Format::XRay.as_str(),
             PropagatorName::None => "none",
             PropagatorName::Istio => "istio",
             PropagatorName::PassThrough => Format::PassThrough.as_str(),
@@ -58,9 +70,6 @@ pub enum PropagatorsError {
     /// Not a propagator name anyone defines.
     #[error("OTEL_PROPAGATORS: unknown propagator `{0}`")]
     Unknown(String),
-    /// A name the OpenTelemetry specification defines that meshtrace does not implement.
-    #[error("OTEL_PROPAGATORS: propagator `{0}` is recognised but not supported by meshtrace")]
-    Unsupported(String),
     /// An empty entry between commas.
     #[error("OTEL_PROPAGATORS: empty entry in `{0}`")]
     EmptyEntry(String),
@@ -76,8 +85,8 @@ pub enum PropagatorsError {
 /// let list: PropagatorList = "TraceContext, b3multi,tracecontext".parse().unwrap();
 /// assert_eq!(list.names(), &[PropagatorName::TraceContext, PropagatorName::B3Multi]);
 /// assert_eq!(
-///     "tracecontext,xray".parse::<PropagatorList>().unwrap_err(),
-///     PropagatorsError::Unsupported("xray".into())
+///     "tracecontext,ottracer".parse::<PropagatorList>().unwrap_err(),
+///     PropagatorsError::Unknown("ottracer".into())
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,17 +104,10 @@ impl Default for PropagatorList {
 }
 
 fn classify(item: &str) -> Result<PropagatorName, PropagatorsError> {
-    if let Some(name) = PropagatorName::ALL
+    PropagatorName::ALL
         .into_iter()
         .find(|name| name.as_str().eq_ignore_ascii_case(item))
-    {
-        return Ok(name);
-    }
-    let lower = item.to_ascii_lowercase();
-    match lower.as_str() {
-        "jaeger" | "xray" | "ottrace" => Err(PropagatorsError::Unsupported(lower)),
-        _ => Err(PropagatorsError::Unknown(item.to_owned())),
-    }
+        .ok_or_else(|| PropagatorsError::Unknown(item.to_owned()))
 }
 
 impl PropagatorList {
@@ -114,13 +116,13 @@ impl PropagatorList {
         &self.names
     }
 
-    /// Parses like the specification asks of SDKs: unknown and unsupported values are
+    /// Parses like the specification asks of SDKs: unknown values are
     /// skipped and returned as warnings; an empty or blank string means the default.
     ///
     /// ```
     /// use meshtrace::propagation::env::{PropagatorList, PropagatorName};
-    /// let (list, warnings) = PropagatorList::parse_lenient("b3,jaeger,foo");
-    /// assert_eq!(list.names(), &[PropagatorName::B3]);
+    /// let (list, warnings) = PropagatorList::parse_lenient("b3,jaeger,foo,");
+    /// assert_eq!(list.names(), &[PropagatorName::B3, PropagatorName::Jaeger]);
     /// assert_eq!(warnings.len(), 2);
     /// ```
     pub fn parse_lenient(value: &str) -> (Self, Vec<PropagatorsError>) {
@@ -156,6 +158,9 @@ impl PropagatorList {
                 PropagatorName::Baggage => (Formats::BAGGAGE, Formats::BAGGAGE),
                 PropagatorName::B3 => (Formats::B3, Formats::from(Format::B3Single)),
                 PropagatorName::B3Multi => (Formats::B3, Formats::from(Format::B3Multi)),
+                PropagatorName::Jaeger => (Format::Jaeger.into(), Format::Jaeger.into()),
+                PropagatorName::OtTrace => (Format::OtTrace.into(), Format::OtTrace.into()),
+                PropagatorName::XRay => (Format::XRay.into(), Format::XRay.into()),
                 PropagatorName::None => (Formats::NONE, Formats::NONE),
                 PropagatorName::Istio => (Formats::ISTIO_EXTRACT, Formats::ISTIO_INJECT),
                 PropagatorName::PassThrough => (Formats::PASS_THROUGH, Formats::PASS_THROUGH),
@@ -188,7 +193,7 @@ impl FromStr for PropagatorList {
 
 impl MeshPropagator {
     /// Configured from `OTEL_PROPAGATORS` as the OpenTelemetry specification says: unset or
-    /// empty means `tracecontext,baggage`; unknown and unsupported values are skipped with a
+    /// empty means `tracecontext,baggage`; unknown values are skipped with a
     /// warning. Use [`try_from_env`](Self::try_from_env) to refuse them instead.
     pub fn from_env() -> Self {
         let value = std::env::var(OTEL_PROPAGATORS).unwrap_or_default();

@@ -1,20 +1,23 @@
 //! Extraction: one walk over the headers (a `HeaderMap`, or any [`Extractor`] name by
 //! name) gathers the lines each format needs; each format is then parsed once, the rules of
-//! [`resolve`](super::resolve) pick the remote parent, and baggage is attached.
+//! [`resolve`](super::resolve) pick the remote parent, and baggage is attached: the W3C
+//! `baggage` members first, then the `uberctx-*` and `ot-baggage-*` ones for keys it lacks.
 
 use super::b3::{self, MultiHeaders, B3};
-use super::baggage;
 use super::context::{ExtractError, MeshContext, ReceivedBaggage, ReceivedTracestate};
 use super::format::{name, Format};
+use super::ottrace::{self, OtHeaders};
 use super::passthrough::PassThrough;
 use super::resolve::{self, Candidate, Candidates};
 use super::traceparent::{self, TraceparentError};
-use super::MeshPropagator;
+use super::xray::{self, XRayError};
+use super::{baggage, jaeger, MeshPropagator};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::baggage::BaggageExt;
+use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{TraceContextExt, TraceId, TraceState};
 use opentelemetry::Context;
+use std::borrow::Cow;
 
 /// Header values seen for one name: most requests carry one, some carry several lines.
 #[derive(Debug, Default)]
@@ -64,6 +67,10 @@ impl<'a> Lines<'a> {
 struct Raw<'a> {
     trace: TraceHeaders<'a>,
     baggage: Lines<'a>,
+    /// `uberctx-*` members (key without the prefix, raw value).
+    uberctx: Prefixed<'a>,
+    /// `ot-baggage-*` members.
+    ot_baggage: Prefixed<'a>,
     pass_through: PassThrough,
     /// Pass-through values dropped or not read, to be reported.
     pass_through_errors: Vec<ExtractError>,
@@ -85,6 +92,31 @@ impl Raw<'_> {
     }
 }
 
+/// Baggage members sent one per header, under a name prefix: at most
+/// [`baggage::MAX_MEMBERS`] are kept, the others counted as dropped. Like the other
+/// single-valued headers, the first line of a name counts, as `Extractor::get` sees it.
+#[derive(Debug, Default)]
+struct Prefixed<'a> {
+    members: Vec<(Cow<'a, str>, &'a [u8])>,
+    dropped: usize,
+    /// The key of the last line pushed: a `HeaderMap` yields the lines of a name together.
+    last: Option<Cow<'a, str>>,
+}
+
+impl<'a> Prefixed<'a> {
+    fn push(&mut self, key: Cow<'a, str>, value: &'a [u8]) {
+        if self.last.as_ref() == Some(&key) {
+            return;
+        }
+        self.last = Some(key.clone());
+        if key.is_empty() || self.members.len() == baggage::MAX_MEMBERS {
+            self.dropped += 1;
+        } else {
+            self.members.push((key, value));
+        }
+    }
+}
+
 /// The lines of the trace formats.
 #[derive(Debug, Default)]
 struct TraceHeaders<'a> {
@@ -92,10 +124,13 @@ struct TraceHeaders<'a> {
     tracestate: Lines<'a>,
     b3: Option<&'a [u8]>,
     multi: MultiHeaders<'a>,
+    jaeger: Option<&'a [u8]>,
+    ot: OtHeaders<'a>,
+    xray: Lines<'a>,
 }
 
-/// Two `traceparent` lines are enough to know it is invalid.
-const TRACEPARENT_LINES: usize = 2;
+/// Two `traceparent` (or `X-Amzn-Trace-Id`) lines are enough to know it is invalid.
+const DUPLICATE_LINES: usize = 2;
 
 impl MeshPropagator {
     /// Extracts from a `HeaderMap` into a child of the current context, walking the map once.
@@ -136,7 +171,7 @@ impl MeshPropagator {
     fn gather<'a>(
         &self,
         raw: &mut Raw<'a>,
-        name: &HeaderName,
+        name: &'a HeaderName,
         mut lines: impl Iterator<Item = &'a HeaderValue>,
     ) {
         let cfg = &*self.cfg;
@@ -146,7 +181,7 @@ impl MeshPropagator {
         match name.as_str() {
             name::TRACEPARENT => {
                 if ex.contains(Format::TraceContext) {
-                    t.traceparent = Lines::read(bytes, usize::MAX, TRACEPARENT_LINES);
+                    t.traceparent = Lines::read(bytes, usize::MAX, DUPLICATE_LINES);
                 }
             }
             name::TRACESTATE => {
@@ -187,8 +222,46 @@ impl MeshPropagator {
                 bytes.next(),
                 ex.contains(Format::B3Multi),
             ),
-            _ => {
-                if ex.contains(Format::PassThrough) && cfg.pass_through.contains(name) {
+            name::UBER_TRACE_ID => first(&mut t.jaeger, bytes.next(), ex.contains(Format::Jaeger)),
+            name::OT_TRACER_TRACEID => first(
+                &mut t.ot.trace_id,
+                bytes.next(),
+                ex.contains(Format::OtTrace),
+            ),
+            name::OT_TRACER_SPANID => first(
+                &mut t.ot.span_id,
+                bytes.next(),
+                ex.contains(Format::OtTrace),
+            ),
+            name::OT_TRACER_SAMPLED => first(
+                &mut t.ot.sampled,
+                bytes.next(),
+                ex.contains(Format::OtTrace),
+            ),
+            name::X_AMZN_TRACE_ID => {
+                if ex.contains(Format::XRay) {
+                    t.xray = Lines::read(bytes, usize::MAX, DUPLICATE_LINES);
+                }
+            }
+            name_str => {
+                // Prefixed baggage headers are single-valued too: the first line counts.
+                if let Some(key) = ex
+                    .contains(Format::Jaeger)
+                    .then(|| name_str.strip_prefix(name::UBERCTX_PREFIX))
+                    .flatten()
+                {
+                    if let Some(v) = bytes.next() {
+                        raw.uberctx.push(Cow::Borrowed(key), v);
+                    }
+                } else if let Some(key) = ex
+                    .contains(Format::OtTrace)
+                    .then(|| name_str.strip_prefix(name::OT_BAGGAGE_PREFIX))
+                    .flatten()
+                {
+                    if let Some(v) = bytes.next() {
+                        raw.ot_baggage.push(Cow::Borrowed(key), v);
+                    }
+                } else if ex.contains(Format::PassThrough) && cfg.pass_through.contains(name) {
                     if let Some(value) = lines.next() {
                         let kept = raw.pass_through.push(
                             name.clone(),
@@ -210,6 +283,7 @@ impl MeshPropagator {
         let mut traceparent = None;
         let mut tracestate = None;
         let mut baggage_lines = None;
+        let xray_lines;
         if ex.contains(Format::TraceContext) {
             traceparent = extractor.get_all(name::TRACEPARENT);
             tracestate = extractor.get_all(name::TRACESTATE);
@@ -217,7 +291,7 @@ impl MeshPropagator {
         if ex.contains(Format::Baggage) {
             baggage_lines = extractor.get_all(name::BAGGAGE);
         }
-        raw.trace.traceparent = Lines::read(bytes(&traceparent), usize::MAX, TRACEPARENT_LINES);
+        raw.trace.traceparent = Lines::read(bytes(&traceparent), usize::MAX, DUPLICATE_LINES);
         raw.trace.tracestate = Lines::read(
             bytes(&tracestate),
             traceparent::MAX_TRACESTATE_BYTES,
@@ -236,6 +310,46 @@ impl MeshPropagator {
                 sampled: text(name::X_B3_SAMPLED),
                 flags: text(name::X_B3_FLAGS),
             };
+        }
+        if ex.contains(Format::Jaeger) {
+            raw.trace.jaeger = text(name::UBER_TRACE_ID);
+        }
+        if ex.contains(Format::OtTrace) {
+            raw.trace.ot = OtHeaders {
+                trace_id: text(name::OT_TRACER_TRACEID),
+                span_id: text(name::OT_TRACER_SPANID),
+                sampled: text(name::OT_TRACER_SAMPLED),
+            };
+        }
+        if ex.contains(Format::XRay) {
+            xray_lines = extractor.get_all(name::X_AMZN_TRACE_ID);
+            raw.trace.xray = Lines::read(bytes(&xray_lines), usize::MAX, DUPLICATE_LINES);
+        }
+        if ex.contains(Format::Jaeger) || ex.contains(Format::OtTrace) {
+            // Baggage headers are named by their key: only a scan of every name finds them.
+            for key in extractor.keys() {
+                let (jaeger, ot) = (
+                    prefixed(key, name::UBERCTX_PREFIX),
+                    prefixed(key, name::OT_BAGGAGE_PREFIX),
+                );
+                let (slot, rest) = match (jaeger, ot) {
+                    (Some(rest), _) if ex.contains(Format::Jaeger) => (&mut raw.uberctx, rest),
+                    (_, Some(rest)) if ex.contains(Format::OtTrace) => (&mut raw.ot_baggage, rest),
+                    _ => continue,
+                };
+                let Some(value) = extractor.get(key) else {
+                    continue;
+                };
+                if HeaderName::from_bytes(rest.as_bytes()).is_err() {
+                    slot.dropped += 1;
+                    continue;
+                }
+                let rest = match rest.bytes().any(|b| b.is_ascii_uppercase()) {
+                    true => Cow::Owned(rest.to_ascii_lowercase()),
+                    false => Cow::Borrowed(rest),
+                };
+                slot.push(rest, value.as_bytes());
+            }
         }
         if ex.contains(Format::PassThrough) {
             for name in &cfg.pass_through {
@@ -263,12 +377,19 @@ impl MeshPropagator {
             ..MeshContext::default()
         };
         mesh.errors.extend(raw.pass_through_errors);
-        let cands = raw.trace.candidates(&mut mesh.errors);
+        let cands = raw.trace.candidates(&mut mesh);
         let mut out = cx.clone();
         if let Some(remote) = resolve::resolve(cands, self.cfg.priority, &mut mesh) {
             out = out.with_remote_span_context(remote);
         }
-        out = with_baggage(out, raw.baggage.as_slice(), &mut mesh);
+        let prefixed = [
+            (
+                raw.uberctx,
+                jaeger::decode_baggage_value as fn(&[u8]) -> Option<String>,
+            ),
+            (raw.ot_baggage, ottrace::decode_baggage_value),
+        ];
+        out = with_baggage(out, raw.baggage.as_slice(), prefixed, &mut mesh);
         if !mesh.is_empty() {
             out = out.with_value(mesh);
         }
@@ -277,8 +398,10 @@ impl MeshPropagator {
 }
 
 impl TraceHeaders<'_> {
-    /// Each trace format's context, parsed; what was rejected goes to `errors`.
-    fn candidates(&self, errors: &mut Vec<ExtractError>) -> Candidates {
+    /// Each trace format's context, parsed; what was rejected goes to the errors of `mesh`,
+    /// the X-Ray fields to pass on to `mesh`.
+    fn candidates(&self, mesh: &mut MeshContext) -> Candidates {
+        let errors = &mut mesh.errors;
         let mut cands = Candidates::default();
         let tp_lines = self.traceparent.as_slice();
         if !tp_lines.is_empty() {
@@ -322,29 +445,89 @@ impl TraceHeaders<'_> {
             Ok(None) => {}
             Err(e) => errors.push(ExtractError::B3Multi(e)),
         }
+        if let Some(v) = self.jaeger {
+            match jaeger::parse_uber_trace_id(v) {
+                Ok(j) => cands.put(Candidate::from_ids(
+                    Format::Jaeger,
+                    j.trace_id,
+                    j.span_id,
+                    j.sampling,
+                )),
+                Err(e) => errors.push(ExtractError::Jaeger(e)),
+            }
+        }
+        match ottrace::parse(&self.ot) {
+            Ok(Some(o)) => cands.put(Candidate::from_ids(
+                Format::OtTrace,
+                o.trace_id,
+                o.span_id,
+                o.sampling,
+            )),
+            Ok(None) => {}
+            Err(e) => errors.push(ExtractError::OtTrace(e)),
+        }
+        let parsed = match self.xray.as_slice() {
+            [] => None,
+            [one] => Some(xray::parse_xray(one)),
+            _ => Some(Err(XRayError::Duplicate)),
+        };
+        match parsed {
+            Some(Ok(x)) => {
+                if !x.other.is_empty() {
+                    mesh.xray_other = Some((TraceId::from(x.trace_id), x.other));
+                }
+                cands.put(Candidate::from_ids(
+                    Format::XRay,
+                    x.trace_id,
+                    x.span_id,
+                    x.sampling,
+                ));
+            }
+            Some(Err(e)) => errors.push(ExtractError::XRay(e)),
+            None => {}
+        }
         cands
     }
 }
 
-/// `out` with the baggage parsed from `lines`; the lines are kept as received when every
-/// member was valid, so that unchanged baggage goes out byte-for-byte.
-fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Context {
-    if lines.is_empty() {
+/// A value decoder of a prefixed baggage format.
+type Decode = fn(&[u8]) -> Option<String>;
+
+/// `out` with the baggage parsed from `lines`, then the prefixed members (`uberctx-*`, then
+/// `ot-baggage-*`) for keys the earlier ones lack, within the same limits. The lines are
+/// kept as received when every member was valid and no prefixed one was added, so that
+/// unchanged baggage goes out byte-for-byte.
+fn with_baggage(
+    out: Context,
+    lines: &[&[u8]],
+    prefixed: [(Prefixed<'_>, Decode); 2],
+    mesh: &mut MeshContext,
+) -> Context {
+    let no_prefixed = prefixed
+        .iter()
+        .all(|(p, _)| p.members.is_empty() && p.dropped == 0);
+    if lines.is_empty() && no_prefixed {
         return out;
     }
     let parsed = baggage::parse_baggage(lines);
-    if parsed.dropped > 0 {
-        mesh.errors.push(ExtractError::Baggage(parsed.dropped));
+    let (mut baggage, mut dropped) = (parsed.baggage, parsed.dropped);
+    let w3c_members = baggage.len();
+    for (members, decode) in prefixed {
+        dropped += members.dropped + merge(&mut baggage, members.members, decode);
+    }
+    if dropped > 0 {
+        mesh.errors.push(ExtractError::Baggage(dropped));
     }
     if parsed.truncated {
         mesh.errors.push(ExtractError::BaggageOverLimit);
     }
-    if parsed.baggage.is_empty() {
+    if baggage.is_empty() {
         return out;
     }
-    let out = out.with_baggage(parsed.baggage);
+    let unchanged = baggage.len() == w3c_members;
+    let out = out.with_baggage(baggage);
     // Kept only when whole and valid, so never more than 8192 bytes.
-    if parsed.dropped == 0 && !parsed.truncated {
+    if dropped == 0 && !parsed.truncated && unchanged && !lines.is_empty() {
         mesh.baggage_received = Some(ReceivedBaggage {
             raw: match lines {
                 [one] => bytes::Bytes::copy_from_slice(one),
@@ -354,6 +537,41 @@ fn with_baggage(out: Context, lines: &[&[u8]], mesh: &mut MeshContext) -> Contex
         });
     }
     out
+}
+
+/// Adds the members whose key `baggage` lacks, within [`baggage::MAX_MEMBERS`] and
+/// [`baggage::MAX_BYTES`] (counted as `key=value` joined by `,`); returns how many were
+/// dropped (not UTF-8, or past the limits). A key already present keeps its value.
+fn merge(baggage: &mut Baggage, members: Vec<(Cow<'_, str>, &[u8])>, decode: Decode) -> usize {
+    let mut bytes: usize = baggage
+        .iter()
+        .map(|(k, (v, _))| k.as_str().len() + v.as_str().len() + 2)
+        .sum();
+    let mut dropped = 0;
+    for (key, raw) in members {
+        if baggage.get(key.as_ref()).is_some() {
+            continue;
+        }
+        let Some(value) = decode(raw) else {
+            dropped += 1;
+            continue;
+        };
+        let cost = key.len() + value.len() + 2;
+        if baggage.len() == baggage::MAX_MEMBERS || bytes + cost > baggage::MAX_BYTES + 1 {
+            dropped += 1;
+            continue;
+        }
+        bytes += cost;
+        baggage.insert(key.into_owned(), value);
+    }
+    dropped
+}
+
+/// The rest of `key` after `prefix` (compared case-insensitively, as header names are).
+fn prefixed<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
+    let head = key.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &key[prefix.len()..])
 }
 
 /// The lines an `Extractor` returned, as bytes.

@@ -34,6 +34,20 @@ pub mod name {
     pub const X_REQUEST_ID: &str = "x-request-id";
     /// The OpenTracing / Lightstep span context: forwarded untouched.
     pub const X_OT_SPAN_CONTEXT: &str = "x-ot-span-context";
+    /// Jaeger's trace context.
+    pub const UBER_TRACE_ID: &str = "uber-trace-id";
+    /// Prefix of Jaeger's baggage headers (`uberctx-{key}`).
+    pub const UBERCTX_PREFIX: &str = "uberctx-";
+    /// OpenTracing trace id.
+    pub const OT_TRACER_TRACEID: &str = "ot-tracer-traceid";
+    /// OpenTracing span id.
+    pub const OT_TRACER_SPANID: &str = "ot-tracer-spanid";
+    /// OpenTracing sampling decision.
+    pub const OT_TRACER_SAMPLED: &str = "ot-tracer-sampled";
+    /// Prefix of OpenTracing's baggage headers (`ot-baggage-{key}`).
+    pub const OT_BAGGAGE_PREFIX: &str = "ot-baggage-";
+    /// AWS X-Ray's trace header (`X-Amzn-Trace-Id`; header names are case-insensitive).
+    pub const X_AMZN_TRACE_ID: &str = "x-amzn-trace-id";
 }
 
 /// W3C trace parent.
@@ -58,11 +72,21 @@ pub const X_B3_FLAGS: HeaderName = HeaderName::from_static(name::X_B3_FLAGS);
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(name::X_REQUEST_ID);
 /// The OpenTracing / Lightstep span context: forwarded untouched.
 pub const X_OT_SPAN_CONTEXT: HeaderName = HeaderName::from_static(name::X_OT_SPAN_CONTEXT);
+/// Jaeger's trace context.
+pub const UBER_TRACE_ID: HeaderName = HeaderName::from_static(name::UBER_TRACE_ID);
+/// OpenTracing trace id.
+pub const OT_TRACER_TRACEID: HeaderName = HeaderName::from_static(name::OT_TRACER_TRACEID);
+/// OpenTracing span id.
+pub const OT_TRACER_SPANID: HeaderName = HeaderName::from_static(name::OT_TRACER_SPANID);
+/// OpenTracing sampling decision.
+pub const OT_TRACER_SAMPLED: HeaderName = HeaderName::from_static(name::OT_TRACER_SAMPLED);
+/// AWS X-Ray's trace header.
+pub const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static(name::X_AMZN_TRACE_ID);
 
 /// The headers the trace and baggage formats own: a pass-through name may not be one of
 /// them, and the extract walk looks closer only at names that start like one of these (or
 /// like a pass-through name).
-pub(super) const OWNED: [&str; 9] = [
+pub(super) const OWNED: [&str; 14] = [
     name::TRACEPARENT,
     name::TRACESTATE,
     name::BAGGAGE,
@@ -72,7 +96,15 @@ pub(super) const OWNED: [&str; 9] = [
     name::X_B3_PARENTSPANID,
     name::X_B3_SAMPLED,
     name::X_B3_FLAGS,
+    name::UBER_TRACE_ID,
+    name::OT_TRACER_TRACEID,
+    name::OT_TRACER_SPANID,
+    name::OT_TRACER_SAMPLED,
+    name::X_AMZN_TRACE_ID,
 ];
+
+/// Prefixes of the baggage headers the Jaeger and OpenTracing formats own.
+pub(super) const OWNED_PREFIXES: [&str; 2] = [name::UBERCTX_PREFIX, name::OT_BAGGAGE_PREFIX];
 
 /// A propagation format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +120,12 @@ pub enum Format {
     B3Multi,
     /// Pass-through headers (`x-request-id`, `x-ot-span-context`, extras).
     PassThrough,
+    /// Jaeger `uber-trace-id`, with baggage in `uberctx-*`.
+    Jaeger,
+    /// OpenTracing `ot-tracer-*`, with baggage in `ot-baggage-*`.
+    OtTrace,
+    /// AWS X-Ray `X-Amzn-Trace-Id`.
+    XRay,
 }
 
 impl Format {
@@ -103,6 +141,9 @@ impl Format {
             Format::B3Single => "b3",
             Format::B3Multi => "b3multi",
             Format::PassThrough => "passthrough",
+            Format::Jaeger => "jaeger",
+            Format::OtTrace => "ottrace",
+            Format::XRay => "xray",
         }
     }
 
@@ -113,6 +154,9 @@ impl Format {
             Format::B3Single => 4,
             Format::B3Multi => 8,
             Format::PassThrough => 16,
+            Format::Jaeger => 32,
+            Format::OtTrace => 64,
+            Format::XRay => 128,
         }
     }
 
@@ -120,7 +164,12 @@ impl Format {
     pub(super) const fn is_trace(self) -> bool {
         matches!(
             self,
-            Format::TraceContext | Format::B3Single | Format::B3Multi
+            Format::TraceContext
+                | Format::B3Single
+                | Format::B3Multi
+                | Format::Jaeger
+                | Format::OtTrace
+                | Format::XRay
         )
     }
 
@@ -136,7 +185,36 @@ impl Format {
                 name::X_B3_SAMPLED,
                 name::X_B3_FLAGS,
             ],
+            Format::Jaeger => &[name::UBER_TRACE_ID],
+            Format::OtTrace => &[
+                name::OT_TRACER_TRACEID,
+                name::OT_TRACER_SPANID,
+                name::OT_TRACER_SAMPLED,
+            ],
+            Format::XRay => &[name::X_AMZN_TRACE_ID],
             Format::PassThrough => &[],
+        }
+    }
+
+    /// The fixed header names the format reads (B3 multi also reads `x-b3-parentspanid`;
+    /// Jaeger and OpenTracing also read their baggage prefixes).
+    pub(super) const fn read(self) -> &'static [&'static str] {
+        match self {
+            Format::B3Multi => &[
+                name::X_B3_TRACEID,
+                name::X_B3_SPANID,
+                name::X_B3_PARENTSPANID,
+                name::X_B3_SAMPLED,
+                name::X_B3_FLAGS,
+            ],
+            Format::Jaeger => &[name::UBER_TRACE_ID, name::UBERCTX_PREFIX],
+            Format::OtTrace => &[
+                name::OT_TRACER_TRACEID,
+                name::OT_TRACER_SPANID,
+                name::OT_TRACER_SAMPLED,
+                name::OT_BAGGAGE_PREFIX,
+            ],
+            f => f.injected(),
         }
     }
 }
@@ -162,11 +240,14 @@ impl Formats {
     pub const B3: Formats = Formats(Format::B3Single.bit() | Format::B3Multi.bit());
     /// Pass-through headers.
     pub const PASS_THROUGH: Formats = Formats(Format::PassThrough.bit());
+    /// Jaeger, OpenTracing and X-Ray: the formats of older clients and AWS load balancers.
+    pub const LEGACY: Formats =
+        Formats(Format::Jaeger.bit() | Format::OtTrace.bit() | Format::XRay.bit());
     /// Every format.
-    pub const ALL: Formats = Formats(31);
-    /// What the Istio preset extracts: everything.
-    pub const ISTIO_EXTRACT: Formats = Formats::ALL;
-    /// What the Istio preset injects: everything but the B3 single header.
+    pub const ALL: Formats = Formats(255);
+    /// What the Istio preset extracts: W3C, B3 and pass-through (not [`LEGACY`](Self::LEGACY)).
+    pub const ISTIO_EXTRACT: Formats = Formats(31);
+    /// What the Istio preset injects: what it extracts but the B3 single header.
     pub const ISTIO_INJECT: Formats = Formats(31 & !Format::B3Single.bit());
 
     /// Is `format` in the set?
@@ -196,6 +277,9 @@ impl Formats {
             Format::B3Single,
             Format::B3Multi,
             Format::PassThrough,
+            Format::Jaeger,
+            Format::OtTrace,
+            Format::XRay,
         ]
         .into_iter()
         .filter(move |f| self.contains(*f))

@@ -5,9 +5,9 @@
 use super::b3::{self, SamplingState};
 use super::context::{MeshContext, MeshContextExt, RemoteParent};
 use super::format::{self, Format};
-use super::passthrough::PassThrough;
+use super::passthrough::{line_len, PassThrough, BAGGAGE_ALLOTMENT};
 use super::traceparent::{self, FLAG_RANDOM};
-use super::{baggage, hex, MeshPropagator};
+use super::{baggage, hex, jaeger, ottrace, xray, Formats, MeshPropagator};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::Injector;
@@ -32,11 +32,7 @@ impl MeshPropagator {
         let span = cx.span();
         let sc = span.span_context();
         // With no valid span context no trace header goes out, not even a decision.
-        if sc.is_valid()
-            && (inj.contains(Format::TraceContext)
-                || inj.contains(Format::B3Single)
-                || inj.contains(Format::B3Multi))
-        {
+        if sc.is_valid() && inj.iter().any(Format::is_trace) {
             let remote = mesh
                 .and_then(|m| m.remote.as_ref())
                 .filter(|r| r.trace_id == sc.trace_id());
@@ -57,9 +53,27 @@ impl MeshPropagator {
             if inj.contains(Format::B3Multi) {
                 put_b3_multi(out, &ids);
             }
+            if inj.contains(Format::Jaeger) {
+                put_jaeger(out, &ids);
+            }
+            if inj.contains(Format::OtTrace) {
+                put_ottrace(out, &ids);
+            }
+            if inj.contains(Format::XRay) {
+                // The fields X-Ray does not read go on with their trace.
+                let other = mesh
+                    .and_then(|m| m.xray_other.as_ref())
+                    .filter(|(trace_id, _)| *trace_id == sc.trace_id())
+                    .map_or("", |(_, other)| other.as_str());
+                put_xray(out, &ids, other);
+            }
         }
+        let mut baggage_room = BAGGAGE_ALLOTMENT;
         if inj.contains(Format::Baggage) {
-            put_baggage(out, cx, mesh);
+            baggage_room -= put_baggage(out, cx, mesh);
+        }
+        if inj.contains(Format::Jaeger) || inj.contains(Format::OtTrace) {
+            put_prefixed_baggage(out, cx, inj, baggage_room);
         }
         if inj.contains(Format::PassThrough) {
             if let Some(m) = mesh {
@@ -169,17 +183,95 @@ fn put_b3_multi(out: &mut impl Out, ids: &Outgoing) {
     }
 }
 
-/// `baggage`: as received, unless the application changed it.
-fn put_baggage(out: &mut impl Out, cx: &Context, mesh: Option<&MeshContext>) {
+/// `uber-trace-id`: `{trace}:{span}:0:{flags}`.
+fn put_jaeger(out: &mut impl Out, ids: &Outgoing) {
+    out.put(&format::UBER_TRACE_ID, |buf| {
+        let mut value = [0u8; jaeger::MAX_LEN];
+        jaeger::write_uber_trace_id(ids.trace_id, ids.span_id, ids.sampling, &mut value);
+        buf.extend_from_slice(&value);
+    });
+}
+
+/// `ot-tracer-*`: the low 64 bits of the trace id; a deferred decision is not written.
+fn put_ottrace(out: &mut impl Out, ids: &Outgoing) {
+    out.put(&format::OT_TRACER_TRACEID, |buf| {
+        buf.extend_from_slice(&ottrace::write_trace_id(ids.trace_id))
+    });
+    out.put(&format::OT_TRACER_SPANID, |buf| {
+        let mut id = [0u8; 16];
+        hex::encode_into(u128::from(ids.span_id), &mut id);
+        buf.extend_from_slice(&id);
+    });
+    if let Some(sampled) = ottrace::sampled_value(ids.sampling) {
+        out.put_static(&format::OT_TRACER_SAMPLED, sampled);
+    }
+}
+
+/// `X-Amzn-Trace-Id`, with the fields passed on.
+fn put_xray(out: &mut impl Out, ids: &Outgoing, other: &str) {
+    out.put(&format::X_AMZN_TRACE_ID, |buf| {
+        xray::write_xray(ids.trace_id, ids.span_id, ids.sampling, other, buf)
+    });
+}
+
+/// `uberctx-{key}` (value URL-encoded) and `ot-baggage-{key}` (value as is) for each member
+/// whose key can be a header name as it is (a lowercase token) and, for OpenTracing, whose
+/// value fits a header unencoded. Every member still goes out in `baggage` when that is
+/// injected.
+fn put_prefixed_baggage(out: &mut impl Out, cx: &Context, inj: Formats, mut room: usize) {
+    let mut value = Vec::new();
+    // A header line as HTTP/1.1 sends it; written only while the baggage allotment lasts.
+    let mut fits = |prefix: &str, key: &str, value: &[u8]| {
+        let line = prefix.len() + key.len() + 2 + value.len() + 2;
+        let fits = line <= room;
+        if fits {
+            room -= line;
+        }
+        fits
+    };
+    for (key, (v, _)) in cx.baggage().iter().take(baggage::MAX_MEMBERS) {
+        let (key, v) = (key.as_str(), v.as_str());
+        if key.is_empty()
+            || key.bytes().any(|b| b.is_ascii_uppercase())
+            || HeaderName::from_bytes(key.as_bytes()).is_err()
+        {
+            continue;
+        }
+        if inj.contains(Format::Jaeger) {
+            value.clear();
+            jaeger::encode_baggage_value(v, &mut value);
+            if fits(jaeger::UBERCTX_PREFIX, key, &value) {
+                out.put_prefixed(jaeger::UBERCTX_PREFIX, key, &value);
+            }
+        }
+        if inj.contains(Format::OtTrace)
+            && ottrace::fits_header(v)
+            && fits(ottrace::OT_BAGGAGE_PREFIX, key, v.as_bytes())
+        {
+            out.put_prefixed(ottrace::OT_BAGGAGE_PREFIX, key, v.as_bytes());
+        }
+    }
+}
+
+/// `baggage`: as received, unless the application changed it. Returns the bytes of the
+/// line written (0 for none).
+fn put_baggage(out: &mut impl Out, cx: &Context, mesh: Option<&MeshContext>) -> usize {
     let baggage = cx.baggage();
     if baggage.is_empty() {
-        return;
+        return 0;
     }
-    match mesh.and_then(|m| m.baggage_received.as_ref()?.unchanged_in(cx)) {
-        Some(raw) => out.put(&format::BAGGAGE, |buf| buf.extend_from_slice(raw)),
-        None => out.put(&format::BAGGAGE, |buf| {
-            baggage::encode_baggage_into(baggage, buf)
-        }),
+    let mut written = 0;
+    out.put(&format::BAGGAGE, |buf| {
+        let start = buf.len();
+        match mesh.and_then(|m| m.baggage_received.as_ref()?.unchanged_in(cx)) {
+            Some(raw) => buf.extend_from_slice(raw),
+            None => baggage::encode_baggage_into(baggage, buf),
+        }
+        written = buf.len() - start;
+    });
+    match written {
+        0 => 0,
+        n => line_len(format::name::BAGGAGE, n),
     }
 }
 
@@ -188,13 +280,16 @@ trait Out {
     /// Adds the value `write` appends to the buffer; nothing if it appends nothing.
     fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>));
     fn put_static(&mut self, name: &HeaderName, value: &'static str);
+    /// Adds `{prefix}{key}: {value}`; the caller checked that it is a valid header name.
+    fn put_prefixed(&mut self, prefix: &str, key: &str, value: &[u8]);
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]);
     fn finish(&mut self) {}
 }
 
 /// Most generated values one inject writes (traceparent, tracestate, b3, x-b3-traceid,
-/// x-b3-spanid, baggage).
-const MAX_GENERATED: usize = 6;
+/// x-b3-spanid, baggage, uber-trace-id, ot-tracer-traceid, ot-tracer-spanid,
+/// x-amzn-trace-id).
+const MAX_GENERATED: usize = 10;
 
 /// Writes every generated value into one buffer, then hands each header a slice of it,
 /// so an inject costs one allocation for all its values instead of one per header.
@@ -235,6 +330,18 @@ impl Out for HeaderMapOut<'_> {
             .insert(name.clone(), HeaderValue::from_static(value));
     }
 
+    fn put_prefixed(&mut self, prefix: &str, key: &str, value: &[u8]) {
+        let mut full = Vec::with_capacity(prefix.len() + key.len());
+        full.extend_from_slice(prefix.as_bytes());
+        full.extend_from_slice(key.as_bytes());
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&full),
+            HeaderValue::from_bytes(value),
+        ) {
+            self.map.insert(name, value);
+        }
+    }
+
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {
         for (name, value) in values.iter() {
             if allowed.contains(name) {
@@ -271,6 +378,12 @@ impl Out for InjectorOut<'_> {
 
     fn put_static(&mut self, name: &HeaderName, value: &'static str) {
         self.0.set(name.as_str(), value.to_owned());
+    }
+
+    fn put_prefixed(&mut self, prefix: &str, key: &str, value: &[u8]) {
+        if let Ok(value) = std::str::from_utf8(value) {
+            self.0.set(&format!("{prefix}{key}"), value.to_owned());
+        }
     }
 
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]) {

@@ -1,7 +1,7 @@
 //! The core: one propagator for every trace format a mesh sends.
 //!
 //! [`MeshPropagator`] reads W3C `traceparent`/`tracestate`/`baggage`, B3 single and multi,
-//! and pass-through headers in one pass, resolves disagreements between formats by the
+//! Jaeger, OpenTracing and AWS X-Ray, and pass-through headers in one pass, resolves disagreements between formats by the
 //! rules of `SPECS.md` section 6, and writes every configured format from the same span
 //! context. It implements [`TextMapPropagator`] for any carrier, and has a faster path for
 //! [`http::HeaderMap`].
@@ -9,7 +9,7 @@
 //! Each job has its file: [`format`](mod@format) (the formats and every header name), `builder`,
 //! `context` ([`MeshContext`]), `extract` (the walk over the headers), `resolve` (the rules
 //! of section 6) and `inject`. One module per wire format ([`traceparent`], [`baggage`],
-//! [`b3`], [`passthrough`]) holds its parser and writer, over the codecs they share
+//! [`b3`], [`jaeger`], [`ottrace`], [`xray`], [`passthrough`]) holds its parser and writer, over the codecs they share
 //! (`hex`, `percent`, `ows`).
 
 pub mod b3;
@@ -22,11 +22,14 @@ pub mod format;
 pub(crate) mod global;
 mod hex;
 mod inject;
+pub mod jaeger;
+pub mod ottrace;
 mod ows;
 pub mod passthrough;
 pub(crate) mod percent;
 mod resolve;
 pub mod traceparent;
+pub mod xray;
 
 pub use self::builder::{BuildError, MeshPropagatorBuilder};
 pub use self::context::{ExtractError, LosingContext, MeshContext, MeshContextExt, RemoteParent};
@@ -54,7 +57,7 @@ pub struct MeshPropagator {
 struct Config {
     extract: Formats,
     inject: Formats,
-    priority: [Format; 3],
+    priority: resolve::Priority,
     pass_through: Vec<HeaderName>,
     max_pass_through_len: usize,
     random_trace_ids: bool,

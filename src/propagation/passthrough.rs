@@ -3,7 +3,7 @@
 
 use super::format::name;
 pub use super::format::{X_OT_SPAN_CONTEXT, X_REQUEST_ID};
-use super::{b3, baggage, traceparent};
+use super::{b3, baggage, jaeger, traceparent, xray};
 use http::{HeaderName, HeaderValue};
 
 /// Default bound on one pass-through value, in bytes.
@@ -19,7 +19,9 @@ pub const fn line_len(name: &str, value_len: usize) -> usize {
 }
 
 /// The most the trace formats and baggage write, each at its largest (`x-b3-sampled` and
-/// `x-b3-flags` both counted, though only one is sent): 12,551 bytes.
+/// `x-b3-flags` both counted, though only one is sent; Jaeger's `uberctx-*` and
+/// OpenTracing's `ot-baggage-*` headers share the `baggage` line's allotment, see
+/// [`BAGGAGE_ALLOTMENT`]): 13,070 bytes.
 const FORMATS_MAX: usize = line_len(name::TRACEPARENT, 55)
     + line_len(name::TRACESTATE, traceparent::MAX_TRACESTATE_BYTES)
     + line_len(name::B3, b3::SINGLE_MAX)
@@ -27,9 +29,21 @@ const FORMATS_MAX: usize = line_len(name::TRACEPARENT, 55)
     + line_len(name::X_B3_SPANID, 16)
     + line_len(name::X_B3_SAMPLED, 1)
     + line_len(name::X_B3_FLAGS, 1)
-    + line_len(name::BAGGAGE, baggage::MAX_BYTES);
+    + BAGGAGE_ALLOTMENT
+    + line_len(name::UBER_TRACE_ID, jaeger::MAX_LEN)
+    + line_len(name::OT_TRACER_TRACEID, 16)
+    + line_len(name::OT_TRACER_SPANID, 16)
+    + line_len(name::OT_TRACER_SAMPLED, "false".len())
+    // `Root=1-{8}-{24};Parent={16};Sampled=1`, then `;` and the fields passed on.
+    + line_len(name::X_AMZN_TRACE_ID, 74 + 1 + xray::MAX_OTHER_LEN);
 
-/// Room left in [`MAX_INJECTED_BYTES`] for the pass-through headers (3,833 bytes): the
+/// What the baggage may take of an inject, in every encoding together: the `baggage` line at
+/// its largest. Jaeger's `uberctx-*` and OpenTracing's `ot-baggage-*` headers get what the
+/// `baggage` line left of it; members that do not fit are not written in them (they still go
+/// out in `baggage` when that is injected).
+pub(crate) const BAGGAGE_ALLOTMENT: usize = line_len(name::BAGGAGE, baggage::MAX_BYTES);
+
+/// Room left in [`MAX_INJECTED_BYTES`] for the pass-through headers (3,314 bytes): the
 /// builder refuses names and a [`max_pass_through_len`] whose lines could pass it, so that
 /// every inject stays under 16 KiB by construction. The default (`x-request-id` and
 /// `x-ot-span-context`, 512 bytes each) takes 1,061.

@@ -8,6 +8,28 @@ use super::traceparent::{Traceparent, FLAG_RANDOM, FLAG_SAMPLED};
 use super::Format;
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
+/// How many formats carry a trace context (see [`Format::is_trace`]).
+pub(super) const TRACE_FORMATS: usize = 6;
+
+/// The trace formats in the order they win conflicts.
+pub(super) type Priority = [Format; TRACE_FORMATS];
+
+/// SPECS.md section 6: traceparent, then B3 single, then B3 multi; then the formats of
+/// section 7: Jaeger (128-bit ids and a debug flag), OpenTracing (often only 64 bits), and
+/// X-Ray last, because an AWS load balancer adds its own `X-Amzn-Trace-Id` to requests that
+/// already carry the caller's trace.
+pub(super) const DEFAULT_PRIORITY: Priority = [
+    Format::TraceContext,
+    Format::B3Single,
+    Format::B3Multi,
+    Format::Jaeger,
+    Format::OtTrace,
+    Format::XRay,
+];
+
+/// Slot positions in priority order.
+type Order = [usize; TRACE_FORMATS];
+
 /// One format's valid context, before the formats are reconciled.
 #[derive(Debug, Clone)]
 pub(super) struct Candidate {
@@ -36,6 +58,26 @@ impl Candidate {
             b3_parent: None,
             narrow: false,
             trace_state,
+        }
+    }
+
+    /// A context of a format that carries only ids and a decision (Jaeger, OpenTracing,
+    /// X-Ray).
+    pub(super) fn from_ids(
+        format: Format,
+        trace_id: u128,
+        span_id: u64,
+        sampling: SamplingState,
+    ) -> Self {
+        Candidate {
+            format,
+            trace_id,
+            span_id,
+            sampling,
+            random: false,
+            b3_parent: None,
+            narrow: false,
+            trace_state: TraceState::NONE,
         }
     }
 
@@ -78,8 +120,9 @@ impl Candidate {
 /// What the trace formats of one request carried: the rules' input.
 #[derive(Debug, Default)]
 pub(super) struct Candidates {
-    /// One slot per trace format, in `Format` order: TraceContext, B3Single, B3Multi.
-    slots: [Option<Candidate>; 3],
+    /// One slot per trace format, in `Format` order: TraceContext, B3Single, B3Multi,
+    /// Jaeger, OtTrace, XRay.
+    slots: [Option<Candidate>; TRACE_FORMATS],
     /// The B3 decision the single header sent without ids (`b3: 0|1|d`).
     single_sampling_only: Option<SamplingState>,
     /// The B3 decision the multi headers sent without ids (`x-b3-sampled` alone).
@@ -113,6 +156,9 @@ const fn slot(format: Format) -> usize {
     match format {
         Format::TraceContext => 0,
         Format::B3Single => 1,
+        Format::Jaeger => 3,
+        Format::OtTrace => 4,
+        Format::XRay => 5,
         // Only the trace formats make candidates.
         Format::B3Multi | Format::Baggage | Format::PassThrough => 2,
     }
@@ -122,7 +168,7 @@ const fn slot(format: Format) -> usize {
 /// state in `mesh`, and returns the span context of the remote parent, if any.
 pub(super) fn resolve(
     mut cands: Candidates,
-    priority: [Format; 3],
+    priority: Priority,
     mesh: &mut MeshContext,
 ) -> Option<SpanContext> {
     let order = priority.map(slot);
@@ -160,8 +206,8 @@ fn sampling_without_ids(cands: &Candidates) -> Option<SamplingState> {
 }
 
 /// SPECS 6, "the configured priority wins" (by default traceparent, then B3 single, then
-/// B3 multi): the first trace format in priority order that carried a valid context.
-fn by_priority(cands: &Candidates, order: [usize; 3]) -> Option<usize> {
+/// B3 multi, then Jaeger, OpenTracing and X-Ray): the first trace format in priority order that carried a valid context.
+fn by_priority(cands: &Candidates, order: Order) -> Option<usize> {
     order.into_iter().find(|&i| cands.slots[i].is_some())
 }
 
@@ -169,7 +215,7 @@ fn by_priority(cands: &Candidates, order: [usize; 3]) -> Option<usize> {
 /// `x-b3-parentspanid` equals the traceparent's parent-id, B3 is the newer hop and wins":
 /// when traceparent won on priority, the first B3 context in priority order that names
 /// traceparent's span as its parent.
-fn newer_b3_hop(cands: &Candidates, order: [usize; 3], winner: usize) -> Option<usize> {
+fn newer_b3_hop(cands: &Candidates, order: Order, winner: usize) -> Option<usize> {
     let tc = cands.slots[slot(Format::TraceContext)].as_ref()?;
     if winner != slot(Format::TraceContext) {
         return None;
@@ -202,7 +248,7 @@ struct Lent {
 /// SPECS 6, "several formats present and agreeing: one context": the formats with the
 /// winner's ids lend it their decision and debug flag; every format of the winner's trace
 /// lends B3's 64-bit width (SPECS 3) and W3C's `random` flag and tracestate (SPECS 1).
-fn same_trace(cands: &mut Candidates, order: [usize; 3], trace_id: u128, span_id: u64) -> Lent {
+fn same_trace(cands: &mut Candidates, order: Order, trace_id: u128, span_id: u64) -> Lent {
     let mut lent = Lent::default();
     for i in order {
         let Some(c) = cands.slots[i].as_mut() else {
@@ -254,7 +300,7 @@ fn decision(
 /// priority order.
 fn losers(
     cands: &mut Candidates,
-    order: [usize; 3],
+    order: Order,
     trace_id: u128,
     span_id: u64,
 ) -> Vec<LosingContext> {
