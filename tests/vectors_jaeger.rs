@@ -3,14 +3,16 @@
 mod support;
 
 use meshtrace::propagation::jaeger::{parse_uber_trace_id, JaegerError as E};
-use meshtrace::{Format, Formats, MeshPropagator, SamplingState as S};
+use meshtrace::{Format, Formats, SamplingState as S};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceFlags;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::HeaderExtractor;
 use support::headers::text_map;
-use support::propagation::{errors_of, injected_both, pairs, remote_cx, settled_both, Settled};
+use support::propagation::{
+    check_settled, errors_of, injected_both, pairs, propagator, remote_cx, Settled,
+};
 use support::tables::report;
 
 const T128: u128 = 0x80f198ee56343ba864fe8b2a57d3eff7;
@@ -81,14 +83,6 @@ fn parse_vectors() {
     report("PARSE", failures);
 }
 
-fn propagator(extract: Formats, inject: Formats) -> MeshPropagator {
-    MeshPropagator::builder()
-        .extract(extract)
-        .inject(inject)
-        .build()
-        .unwrap()
-}
-
 const TP: &str = "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01";
 const OTHER_TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 const UBER: &str = "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1";
@@ -129,13 +123,7 @@ fn extract_vectors() {
     let mut failures = Vec::new();
     for (i, (formats, headers, want)) in table.iter().enumerate() {
         let p = propagator(*formats, Formats::NONE);
-        for (path, got) in settled_both(&p, &text_map(headers)) {
-            if got != *want {
-                failures.push(format!(
-                    "[{i}] {path} {headers:?}:\n  want {want:?}\n  got  {got:?}"
-                ));
-            }
-        }
+        check_settled(&mut failures, i, &p, headers, want);
     }
     report("EXTRACT", failures);
 }

@@ -3,12 +3,12 @@
 mod support;
 
 use meshtrace::propagation::ottrace::{parse, OtHeaders, OtTraceError as E};
-use meshtrace::{Format, Formats, MeshPropagator, SamplingState as S};
+use meshtrace::{Format, Formats, SamplingState as S};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::TraceFlags;
 use opentelemetry::{Context, KeyValue};
 use support::headers::text_map;
-use support::propagation::{injected_both, pairs, remote_cx, settled_both, Settled};
+use support::propagation::{check_settled, injected_both, pairs, propagator, remote_cx, Settled};
 use support::tables::report;
 
 const T128: u128 = 0x80f198ee56343ba864fe8b2a57d3eff7;
@@ -79,14 +79,6 @@ fn parse_vectors() {
     report("PARSE", failures);
 }
 
-fn propagator(extract: Formats, inject: Formats) -> MeshPropagator {
-    MeshPropagator::builder()
-        .extract(extract)
-        .inject(inject)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn extract_vectors() {
     let all = Formats::ALL;
@@ -113,13 +105,7 @@ fn extract_vectors() {
     let mut failures = Vec::new();
     for (i, (headers, want)) in table.iter().enumerate() {
         let p = propagator(all, Formats::NONE);
-        for (path, got) in settled_both(&p, &text_map(headers)) {
-            if got != *want {
-                failures.push(format!(
-                    "[{i}] {path} {headers:?}:\n  want {want:?}\n  got  {got:?}"
-                ));
-            }
-        }
+        check_settled(&mut failures, i, &p, headers, want);
     }
     report("EXTRACT", failures);
 }

@@ -3,11 +3,11 @@
 mod support;
 
 use meshtrace::propagation::xray::{parse_xray, XRayError as E};
-use meshtrace::{Format, Formats, MeshPropagator, SamplingState as S};
+use meshtrace::{Format, Formats, SamplingState as S};
 use opentelemetry::trace::TraceFlags;
 use opentelemetry::Context;
 use support::headers::text_map;
-use support::propagation::{injected_both, pairs, remote_cx, settled_both, Settled};
+use support::propagation::{check_settled, injected_both, pairs, propagator, remote_cx, Settled};
 use support::tables::report;
 
 const T: u128 = 0x5759e988bd862e3fe1be46a994272793;
@@ -79,14 +79,6 @@ fn other_fields_are_bounded() {
     assert_eq!(parse_xray(long.as_bytes()), Err(E::OtherTooLong));
 }
 
-fn propagator(extract: Formats, inject: Formats) -> MeshPropagator {
-    MeshPropagator::builder()
-        .extract(extract)
-        .inject(inject)
-        .build()
-        .unwrap()
-}
-
 const XRAY: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
 
 #[test]
@@ -114,13 +106,7 @@ fn extract_vectors() {
     let p = propagator(Formats::ALL, Formats::NONE);
     let mut failures = Vec::new();
     for (i, (headers, want)) in table.iter().enumerate() {
-        for (path, got) in settled_both(&p, &text_map(headers)) {
-            if got != *want {
-                failures.push(format!(
-                    "[{i}] {path} {headers:?}:\n  want {want:?}\n  got  {got:?}"
-                ));
-            }
-        }
+        check_settled(&mut failures, i, &p, headers, want);
     }
     report("EXTRACT", failures);
 }

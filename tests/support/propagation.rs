@@ -2,7 +2,7 @@
 //! of valid propagation values for the property tests.
 
 use http::HeaderMap;
-use meshtrace::{Format, MeshContextExt, MeshPropagator, SamplingState};
+use meshtrace::{Format, Formats, MeshContextExt, MeshPropagator, SamplingState};
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -89,6 +89,33 @@ pub fn settled_both(p: &MeshPropagator, headers: &HeaderMap) -> [(&'static str, 
             settled(&p.extract_with_context(&Context::new(), &HeaderExtractor(headers))),
         ),
     ]
+}
+
+/// A propagator of exactly these formats, with no pass-through names beyond the defaults.
+pub fn propagator(extract: Formats, inject: Formats) -> MeshPropagator {
+    MeshPropagator::builder()
+        .extract(extract)
+        .inject(inject)
+        .build()
+        .unwrap()
+}
+
+/// Adds to `failures` each extraction path on which `p` does not settle `headers` as `want`
+/// (row `i` of a table).
+pub fn check_settled(
+    failures: &mut Vec<String>,
+    i: usize,
+    p: &MeshPropagator,
+    headers: &[(&str, &str)],
+    want: &Settled,
+) {
+    for (path, got) in settled_both(p, &crate::support::headers::text_map(headers)) {
+        if got != *want {
+            failures.push(format!(
+                "[{i}] {path} {headers:?}:\n  want {want:?}\n  got  {got:?}"
+            ));
+        }
+    }
 }
 
 /// The sorted `(name, value)` pairs `p` injects for `cx`, into a `HeaderMap` and into an
