@@ -4,9 +4,13 @@
 //! "Envoy" ──HTTP──▶ productpage (axum) ──gRPC──▶ reviews (tonic) ──HTTP──▶ ratings (axum)
 //! ```
 //!
-//! The driver plays the sidecar in front of productpage: it sends a few requests with the
+//! The driver plays the Envoys in front of productpage: it sends a few requests with the
 //! headers Envoy adds (B3 multi headers, `x-request-id`, `x-envoy-attempt-count`, once
-//! `baggage`, once `x-ot-span-context`; product 13 makes ratings answer 503). Every service
+//! `baggage`, once `x-ot-span-context`; product 13 makes ratings answer 503), and reports
+//! the spans Istio's proxies would: the ingress gateway's client span (`istio-ingressgateway`,
+//! the root of every trace) and productpage's sidecar's inbound span (`productpage.default`),
+//! the remote parent productpage receives. So a trace in Jaeger is whole, with no missing
+//! parent, as it is in a real mesh. Every service
 //! has its own service name and its own tracer provider; their spans are collected in memory
 //! and printed as one tree per trace. With `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set they are also exported there, to Jaeger say.
@@ -28,11 +32,15 @@ use meshtrace::client::SpanName;
 use meshtrace::export::{Protocol, Telemetry, TelemetryBuilder, TelemetryGuard};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
-use opentelemetry::{Array, Key, Value};
+use opentelemetry::trace::{
+    SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Array, Context, Key, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::resource::Resource;
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider, SpanData,
+};
 use reqwest_middleware::ClientWithMiddleware;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::convert::Infallible;
@@ -370,6 +378,91 @@ fn start_productpage(
 
 // ---------------------------------------------------------------- the driver ("Envoy")
 
+/// The authority productpage is called by inside the mesh.
+const PRODUCTPAGE_HOST: &str = "productpage.default.svc.cluster.local:9080";
+
+/// The tracers of the two proxies in front of productpage: the ingress gateway's and
+/// productpage's sidecar's.
+struct Envoy {
+    gateway: SdkTracer,
+    sidecar: SdkTracer,
+}
+
+/// The proxies' spans of one request (each the active span of its context), ended when the
+/// answer is in.
+struct ProxySpans {
+    gateway: Context,
+    sidecar: Context,
+}
+
+impl Envoy {
+    /// The gateway's client span (a new trace) and the sidecar's inbound server span under
+    /// it, with the tags Envoy gives its spans.
+    fn start(&self, path: &str, request_id: &str) -> ProxySpans {
+        let name = format!("{PRODUCTPAGE_HOST}/*");
+        let tags = |cluster: &str| {
+            vec![
+                KeyValue::new("component", "proxy"),
+                KeyValue::new("http.method", "GET"),
+                KeyValue::new("http.url", format!("http://{PRODUCTPAGE_HOST}{path}")),
+                KeyValue::new("guid:x-request-id", request_id.to_owned()),
+                KeyValue::new("upstream_cluster", cluster.to_owned()),
+            ]
+        };
+        let gateway = self
+            .gateway
+            .span_builder(name.clone())
+            .with_kind(SpanKind::Client)
+            .with_attributes(tags("outbound|9080||productpage.default.svc.cluster.local"))
+            .start_with_context(&self.gateway, &Context::new());
+        let gateway = Context::new().with_span(gateway);
+        let sidecar = self
+            .sidecar
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(tags("inbound|9080||"))
+            .start_with_context(&self.sidecar, &gateway);
+        ProxySpans {
+            sidecar: Context::new().with_span(sidecar),
+            gateway,
+        }
+    }
+}
+
+impl ProxySpans {
+    fn trace_id(&self) -> TraceId {
+        self.gateway.span().span_context().trace_id()
+    }
+
+    fn gateway_id(&self) -> SpanId {
+        self.gateway.span().span_context().span_id()
+    }
+
+    fn sidecar_id(&self) -> SpanId {
+        self.sidecar.span().span_context().span_id()
+    }
+
+    /// Ends both spans with the answer's status code (Envoy marks 5xx answers as errors).
+    fn end(self, answer: Option<StatusCode>) {
+        for cx in [&self.sidecar, &self.gateway] {
+            let span = cx.span();
+            match answer {
+                Some(status) => {
+                    span.set_attribute(KeyValue::new(
+                        "http.status_code",
+                        i64::from(status.as_u16()),
+                    ));
+                    if status.is_server_error() {
+                        span.set_status(Status::error(status.to_string()));
+                    }
+                }
+                None => span.set_status(Status::error("no answer")),
+            }
+            span.end();
+        }
+    }
+}
+
 /// One request as productpage's sidecar forwards it, and what came back.
 struct Sent {
     path: String,
@@ -379,7 +472,9 @@ struct Sent {
     answer: Option<StatusCode>,
 }
 
-async fn drive(productpage: SocketAddr) -> Vec<Sent> {
+/// Sends the requests; `envoy` reports the proxies' spans (`None` when the SDK is disabled:
+/// the driver then makes up the ids the proxies would have sent).
+async fn drive(productpage: SocketAddr, envoy: Option<&Envoy>) -> Vec<Sent> {
     let ids = RandomIdGenerator::default();
     let client = reqwest::Client::new();
     // (product, extra headers)
@@ -391,12 +486,15 @@ async fn drive(productpage: SocketAddr) -> Vec<Sent> {
     ];
     let mut sent = Vec::new();
     for (product, extra) in requests {
-        let trace_id = ids.new_trace_id();
-        let envoy_span = ids.new_span_id();
-        let gateway_span = ids.new_span_id();
+        let path = format!("/productpage/{product}");
         let request_id = uuid::Builder::from_random_bytes(ids.new_trace_id().to_bytes())
             .into_uuid()
             .to_string();
+        let proxies = envoy.map(|e| e.start(&path, &request_id));
+        let (trace_id, envoy_span, gateway_span) = match &proxies {
+            Some(p) => (p.trace_id(), p.sidecar_id(), p.gateway_id()),
+            None => (ids.new_trace_id(), ids.new_span_id(), ids.new_span_id()),
+        };
         let mut headers = vec![
             ("x-request-id", request_id.clone()),
             ("x-b3-traceid", trace_id.to_string()),
@@ -412,7 +510,6 @@ async fn drive(productpage: SocketAddr) -> Vec<Sent> {
             };
             headers.push((name, value));
         }
-        let path = format!("/productpage/{product}");
         println!("→ GET {path}");
         let mut req = client.get(format!("http://{productpage}{path}"));
         for (name, value) in &headers {
@@ -431,6 +528,9 @@ async fn drive(productpage: SocketAddr) -> Vec<Sent> {
                 None
             }
         };
+        if let Some(p) = proxies {
+            p.end(answer);
+        }
         println!();
         sent.push(Sent {
             path,
@@ -671,8 +771,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         .build()?;
 
     let mut exported_to = None;
-    let mut services = Vec::new();
-    for name in ["productpage", "reviews", "ratings"] {
+    let mut telemetry = |name: &str| -> Result<Telemetry, Box<dyn Error>> {
         let mut builder = TelemetryBuilder::from_env()?
             .service_name(name)
             .logs(Some(&log_filter))
@@ -688,15 +787,30 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             let protocol = if grpc { "grpc" } else { "http/protobuf" };
             exported_to = Some(format!("{} (OTLP {protocol})", o.endpoint));
         }
-        let telemetry = {
-            let _in_runtime = grpc.then(|| background.enter());
-            builder.build()?
-        };
+        let _in_runtime = grpc.then(|| background.enter());
+        Ok(builder.build()?)
+    };
+    let mut services = Vec::new();
+    for name in ["productpage", "reviews", "ratings"] {
+        let telemetry = telemetry(name)?;
         if services.is_empty() {
             meshtrace::set_global_propagator(telemetry.propagator().clone());
         }
         services.push(Service::new(name, telemetry)?);
     }
+    // The proxies report their spans as Envoy does: with the OpenTelemetry API, not tracing.
+    let mut proxies = Vec::new();
+    for name in ["istio-ingressgateway", "productpage.default"] {
+        let telemetry = telemetry(name)?;
+        proxies.push((name, telemetry.provider().cloned(), telemetry.into_guard()));
+    }
+    let envoy = match &proxies[..] {
+        [(_, Some(gateway), _), (_, Some(sidecar), _)] => Some(Envoy {
+            gateway: gateway.tracer("envoy"),
+            sidecar: sidecar.tracer("envoy"),
+        }),
+        _ => None,
+    };
     let recording = services.iter().any(|s| s.provider.is_some());
     let [productpage, reviews, ratings] = &services[..] else {
         unreachable!("three services")
@@ -720,7 +834,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         "mesh on 127.0.0.1: productpage (HTTP) {productpage_addr} → reviews (gRPC) {reviews_addr} → ratings (HTTP) {ratings_addr}\n"
     );
 
-    let sent = background.block_on(drive(productpage_addr));
+    let sent = background.block_on(drive(productpage_addr, envoy.as_ref()));
     let mut servers_failed = false;
     for (name, server) in servers {
         if server.is_finished() {
@@ -739,7 +853,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let spans = loop {
         std::thread::sleep(Duration::from_millis(100));
-        for e in flush(&services) {
+        let providers = services
+            .iter()
+            .map(|s| (s.name, s.provider.as_ref()))
+            .chain(proxies.iter().map(|(name, p, _)| (*name, p.as_ref())));
+        for e in flush(providers) {
             if !export_errors.contains(&e) {
                 export_errors.push(e);
             }
@@ -786,6 +904,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         s.runtime.shutdown_timeout(Duration::from_millis(500));
         guards.push((s.name, s.guard));
     }
+    guards.extend(proxies.into_iter().map(|(name, _, guard)| (name, guard)));
     std::thread::scope(|scope| {
         for (name, guard) in guards {
             scope.spawn(move || {
@@ -816,13 +935,17 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     )
 }
 
-/// Flushes every service's spans into the collector (and to OTLP, if configured), the three
-/// at once; returns the failures.
-fn flush(services: &[Service]) -> Vec<String> {
+/// Flushes every service's spans into the collector (and to OTLP, if configured), all at
+/// once; returns the failures.
+fn flush<'a>(
+    providers: impl Iterator<Item = (&'static str, Option<&'a SdkTracerProvider>)>,
+) -> Vec<String> {
+    let providers: Vec<_> = providers
+        .filter_map(|(name, p)| p.map(|p| (name, p)))
+        .collect();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = services
-            .iter()
-            .filter_map(|s| s.provider.as_ref().map(|p| (s.name, p)))
+        let handles: Vec<_> = providers
+            .into_iter()
             .map(|(name, p)| scope.spawn(move || (name, p.force_flush())))
             .collect();
         handles

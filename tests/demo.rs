@@ -1,7 +1,7 @@
 //! Runs the `mesh_demo` example the way a user would and checks what it prints: one trace per
 //! request the driver sent, each under the trace id the driver put in `x-b3-traceid`, spanning
-//! productpage, reviews and ratings, and the failing request's trace marked as failed on the
-//! way back up.
+//! the proxies Istio puts in front of productpage, then productpage, reviews and ratings, and
+//! the failing request's trace marked as failed on the way back up.
 //!
 //! `cargo test --all-features` builds the example before running the tests; the binary is
 //! found next to this test's own (`target/<profile>/examples/mesh_demo`).
@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const SERVICES: [&str; 3] = ["productpage", "reviews", "ratings"];
+/// The proxies in front of productpage, whose spans the demo's driver reports as Istio does.
+const PROXIES: [&str; 2] = ["istio-ingressgateway", "productpage.default"];
 
 /// `target/<profile>/deps/demo-<hash>` → `target/<profile>/examples/mesh_demo`.
 fn demo_binary() -> PathBuf {
@@ -231,15 +233,27 @@ fn mesh_demo_prints_one_connected_trace_per_request() {
     assert_eq!(traces.len(), sent.len(), "one block per trace\n{out}");
 
     for trace in &traces {
-        // One tree: the productpage server span is the only root (its parent is Envoy's).
+        // One tree: the ingress gateway's client span is the only root, the sidecar's server
+        // span its child, and productpage's server span the child of that (its remote parent).
         let roots: Vec<&SpanLine> = trace.spans.iter().filter(|s| s.depth == 0).collect();
         assert_eq!(roots.len(), 1, "one root in {trace:#?}");
+        let top: Vec<(usize, &str, Option<&str>)> = trace.spans[..3]
+            .iter()
+            .map(|s| (s.depth, s.service.as_str(), s.kind.as_deref()))
+            .collect();
         assert_eq!(
-            (roots[0].service.as_str(), roots[0].kind.as_deref()),
-            ("productpage", Some("server"))
+            top,
+            [
+                (0, PROXIES[0], Some("client")),
+                (1, PROXIES[1], Some("server")),
+                (2, "productpage", Some("server")),
+            ],
+            "{trace:#?}"
         );
         assert!(
-            roots[0].rest.contains("http.request.header.x-request-id="),
+            trace.spans[2]
+                .rest
+                .contains("http.request.header.x-request-id="),
             "{trace:#?}"
         );
         // Each span is at most one level deeper than the line before it.
@@ -247,8 +261,9 @@ fn mesh_demo_prints_one_connected_trace_per_request() {
             assert!(pair[1].depth <= pair[0].depth + 1, "{trace:#?}");
         }
         // Every request crosses all three services, and its x-request-id reached each.
-        assert!(trace.spans.len() >= 5, "{trace:#?}");
-        assert_eq!(trace.services(), SERVICES.into(), "{trace:#?}");
+        assert!(trace.spans.len() >= 7, "{trace:#?}");
+        let services: BTreeSet<&str> = SERVICES.into_iter().chain(PROXIES).collect();
+        assert_eq!(trace.services(), services, "{trace:#?}");
         let reached = trace
             .header
             .iter()
@@ -267,7 +282,7 @@ fn mesh_demo_prints_one_connected_trace_per_request() {
     }
 
     // Exactly one request failed downstream (driver: one 502), and its trace says so on the
-    // way back up: ratings' server span, and reviews' client and server spans.
+    // way back up: ratings' server span, reviews' client and server spans, up to the proxies'.
     let answers_502 = out.lines().filter(|l| l.starts_with("← 502")).count();
     assert_eq!(answers_502, 1, "{out}");
     let failed: Vec<&Trace> = traces
@@ -276,10 +291,14 @@ fn mesh_demo_prints_one_connected_trace_per_request() {
         .collect();
     assert_eq!(failed.len(), 1, "one failed trace\n{out}");
     let failed = failed[0];
-    assert!(failed.spans[0]
+    assert!(failed
+        .span("productpage", "server")
         .rest
         .contains("http.response.status_code=502"));
     for (service, kind) in [
+        (PROXIES[0], "client"),
+        (PROXIES[1], "server"),
+        ("productpage", "server"),
         ("ratings", "server"),
         ("reviews", "client"),
         ("reviews", "server"),
