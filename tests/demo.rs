@@ -12,102 +12,11 @@
     feature = "tonic"
 ))]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-const TIMEOUT: Duration = Duration::from_secs(60);
-const SERVICES: [&str; 3] = ["productpage", "reviews", "ratings"];
-/// The proxies in front of productpage, whose spans the demo's driver reports as Istio does.
-const PROXIES: [&str; 2] = ["istio-ingressgateway", "productpage.default"];
-
-/// `target/<profile>/deps/demo-<hash>` → `target/<profile>/examples/mesh_demo`.
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("mesh_demo{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --all-features` (which builds the examples) or \
-         `cargo build --all-features --example mesh_demo` first",
-        bin.display()
-    );
-    // `cargo test --test demo` does not rebuild examples: refuse a binary older than its source.
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/mesh_demo.rs");
-    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(bin_time), Some(src_time)) = (modified(&bin), modified(&source)) {
-        assert!(
-            bin_time >= src_time,
-            "{} is older than examples/mesh_demo.rs: rebuild it with \
-             `cargo build --all-features --example mesh_demo`",
-            bin.display()
-        );
-    }
-    bin
-}
-
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs the demo with no OpenTelemetry variables, killing it after [`TIMEOUT`].
-fn run_demo() -> Run {
-    let mut cmd = Command::new(demo_binary());
-    for (name, _) in std::env::vars_os() {
-        let otel = name.to_str().is_some_and(|n| n.starts_with("OTEL_"));
-        if otel || name == "RUST_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    let started = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mesh_demo");
-    let mut stdout_pipe = child.stdout.take().expect("stdout");
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let stdout = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout_pipe.read_to_string(&mut s);
-        s
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for mesh_demo") {
-            break status;
-        }
-        if started.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mesh_demo still running after {TIMEOUT:?}; output so far:\n{}",
-                stdout.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        success: status.success(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-        took: started.elapsed(),
-    }
-}
+use std::time::Duration;
+use support::demo::{run_demo, PROXIES, SERVICES};
 
 /// One span line of a printed trace:
 /// `<tree>─ <service>  <name>[ (<kind>)]  <ms> ms  <OK|ERROR>  <attributes>…`.
@@ -201,7 +110,7 @@ fn parse(stdout: &str) -> (Vec<String>, Vec<Trace>) {
 
 #[test]
 fn mesh_demo_prints_one_connected_trace_per_request() {
-    let run = run_demo();
+    let run = run_demo(&[]);
     let out = &run.stdout;
     assert!(
         run.success,

@@ -13,6 +13,10 @@
 //! | [`mesh`] | front (axum) → relay (tonic) → back (axum) on 127.0.0.1 |
 //! | [`otlp`] | an OTLP receiver (a collector stand-in) and services exporting to it |
 //! | [`sidecar`] | a stand-in for an Istio sidecar (Envoy) |
+//! | [`demo`] | the `mesh_demo` example, run as a child process |
+//! | [`peers`] | programs we did not write (other languages' SDKs, Jaeger): found, or skipped |
+//! | [`jaeger`] | a real Jaeger on 127.0.0.1, and traces read back from its query API |
+//! | [`go_peer`] | the Go peers of `tests/peers/go` (otelgrpc, hand-forwarding) |
 //!
 //! Each test file is its own crate and uses only some of these helpers, so unused ones are
 //! not an error here.
@@ -41,3 +45,9 @@ pub mod mesh;
 
 pub mod otlp;
 pub mod sidecar;
+
+pub mod demo;
+pub mod peers;
+
+pub mod go_peer;
+pub mod jaeger;
