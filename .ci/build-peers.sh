@@ -20,10 +20,18 @@ if [ -x "$jaeger" ]; then
   echo "jaeger $JAEGER_VERSION: cached at $jaeger" >&2
 else
   start=$(date +%s)
-  go mod download github.com/jaegertracing/jaeger@"$JAEGER_VERSION"
-  src="$(go env GOMODCACHE)/github.com/jaegertracing/jaeger@$JAEGER_VERSION"
   mkdir -p "$(dirname "$jaeger")"
-  (cd "$src" && go build -trimpath -o "$jaeger.part" ./cmd/jaeger)
+  log="$(dirname "$jaeger")/build.log"
+  # Its hundreds of `go: downloading` lines go to the log, shown only if the build fails.
+  if ! {
+    go mod download github.com/jaegertracing/jaeger@"$JAEGER_VERSION" &&
+      src="$(go env GOMODCACHE)/github.com/jaegertracing/jaeger@$JAEGER_VERSION" &&
+      (cd "$src" && go build -trimpath -o "$jaeger.part" ./cmd/jaeger)
+  } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "jaeger $JAEGER_VERSION: the build failed (log above, kept in $log)" >&2
+    exit 1
+  fi
   mv "$jaeger.part" "$jaeger"
   echo "jaeger $JAEGER_VERSION: built in $(( $(date +%s) - start )) s into $jaeger" >&2
 fi

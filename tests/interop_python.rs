@@ -8,6 +8,8 @@
 //! so the README's test command needs only Rust; with `MESHTRACE_REQUIRE_PEERS=1` (set by
 //! `.ci/run`) a missing peer fails instead.
 
+mod support;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use meshtrace::{Format, MeshPropagator};
 use opentelemetry::baggage::BaggageExt;
@@ -19,6 +21,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::process::{Command, Stdio};
+use support::peers;
 
 /// Random contexts per format and direction.
 const N: usize = 200;
@@ -31,29 +34,25 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/python/pe
 
 /// The peer's Python, or `None` (after saying why) when the test is to be skipped.
 fn peer_python(test: &str) -> Option<String> {
-    let required = std::env::var("MESHTRACE_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-    let skip = |why: String| {
-        assert!(!required, "{test}: MESHTRACE_REQUIRE_PEERS=1 but {why}");
-        // Past the test harness's capture, so the reason shows in a plain `cargo test`.
-        let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
-        None
-    };
     let Ok(python) = std::env::var("MESHTRACE_PYTHON") else {
-        return skip("MESHTRACE_PYTHON is not set (.ci/run sets it)".into());
+        return peers::skip(test, "MESHTRACE_PYTHON is not set (.ci/run sets it)");
     };
     let probe = Command::new(&python)
         .args(["-c", "import opentelemetry.propagators.jaeger, opentelemetry.propagators.ot_trace, opentelemetry.propagators.aws"])
         .output();
     match probe {
         Ok(out) if out.status.success() => Some(python),
-        Ok(out) => skip(format!(
-            "{python} lacks the propagators: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        )),
-        Err(e) => skip(format!("cannot run {python}: {e}")),
+        Ok(out) => peers::skip(
+            test,
+            format!(
+                "{python} lacks the propagators: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ),
+        ),
+        Err(e) => peers::skip(test, format!("cannot run {python}: {e}")),
     }
 }
 

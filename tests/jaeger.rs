@@ -39,6 +39,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::HeaderInjector;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use reqwest_middleware::ClientWithMiddleware;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -182,7 +183,7 @@ fn demo_in_jaeger(test: &str, protocol: &str) {
         for server in [productpage, reviews, ratings] {
             assert_eq!(
                 header_values(server, "x-request-id"),
-                [r.request_id.clone()],
+                [r.request_id.as_str()],
                 "{} in {trace}",
                 server.service
             );
@@ -242,21 +243,20 @@ fn demo_traces_are_whole_in_jaeger_over_otlp_http_protobuf() {
 
 // ---------------------------------------------------------------- a mesh of our own
 
-/// What the last service received: each request's tag and headers.
-type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+/// What the last service received: each request's headers.
+type Seen = Arc<Mutex<Vec<HeaderMap>>>;
 
-/// The headers of the one request tagged `tag` that reached the last service.
-fn seen(seen: &Seen, tag: &str) -> HeaderMap {
+/// The headers of the one request with this `x-request-id` that reached the last service.
+fn seen(seen: &Seen, request_id: &str) -> HeaderMap {
     let seen = seen.lock().expect("lock");
     let hits: Vec<&HeaderMap> = seen
         .iter()
-        .filter(|(t, _)| t == tag)
-        .map(|(_, h)| h)
+        .filter(|h| h.get("x-request-id").is_some_and(|v| v == request_id))
         .collect();
     assert_eq!(
         hits.len(),
         1,
-        "one request tagged {tag:?} reached the last service"
+        "one request with x-request-id {request_id} reached the last service: {seen:?}"
     );
     hits[0].clone()
 }
@@ -267,7 +267,7 @@ enum Next {
     /// `GET {base}/hop/{tag}` through `MeshClientMiddleware`.
     Http(ClientWithMiddleware, String),
     /// `Relay/Forward` with `/hop/{tag}` through `MeshClientLayer`.
-    Grpc(RelayClient),
+    Grpc(Box<RelayClient>),
 }
 
 /// The first service: `GET /front/{tag}` calls `next`.
@@ -307,7 +307,7 @@ async fn last_http(
     Path(tag): Path<String>,
     headers: HeaderMap,
 ) -> String {
-    seen.lock().expect("lock").push((tag.clone(), headers));
+    seen.lock().expect("lock").push(headers);
     answer(&tag)
 }
 
@@ -330,10 +330,7 @@ async fn serve_last_grpc(seen: Seen) -> SocketAddr {
         Ok(ForwardReply { body: answer(&tag) })
     });
     let record = tower::util::MapRequestLayer::new(move |req: http::Request<tonic::body::Body>| {
-        let tag = req.uri().path().to_owned();
-        seen.lock()
-            .expect("lock")
-            .push((tag, req.headers().clone()));
+        seen.lock().expect("lock").push(req.headers().clone());
         req
     });
     let (listener, addr) = listen().await;
@@ -493,7 +490,7 @@ fn unsampled_requests_leave_nothing_in_jaeger_but_forward_their_headers() {
 
     // Its headers still reached the last service: the trace, not sampled, its baggage and
     // its x-request-id.
-    let h = seen(&received, "unsampled");
+    let h = seen(&received, "unsampled-request");
     let traceparent = h["traceparent"].to_str().expect("ascii");
     assert!(
         traceparent.starts_with(&format!("00-{unsampled}-")),
@@ -535,7 +532,7 @@ fn through_go(test: &str, mode: Mode, input: Input) {
     let go_addr = go.addr;
     let first = service(&jaeger, "frontend", async move {
         let next = match mode {
-            Mode::Grpc => Next::Grpc(RelayClient::new(go_addr)),
+            Mode::Grpc => Next::Grpc(Box::new(RelayClient::new(go_addr))),
             Mode::Http => Next::Http(traced_client(), format!("http://{go_addr}")),
         };
         let app = Router::new()
@@ -548,6 +545,36 @@ fn through_go(test: &str, mode: Mode, input: Input) {
     });
     let edge = Edge::new(&jaeger);
 
+    // First an unsampled request, written by hand in `input`'s format.
+    let ids = RandomIdGenerator::default();
+    let (unsampled, parent) = (ids.new_trace_id(), ids.new_span_id());
+    let unsampled_id = format!("unsampled-{unsampled}");
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        headers.insert(name, value.parse().expect("header value"));
+    };
+    match input {
+        Input::B3Multi => {
+            set("x-b3-traceid", unsampled.to_string());
+            set("x-b3-spanid", parent.to_string());
+            set("x-b3-sampled", "0".into());
+        }
+        Input::W3c => set("traceparent", format!("00-{unsampled}-{parent}-00")),
+    }
+    set("baggage", "user=bob".into());
+    set("x-request-id", unsampled_id.clone());
+    let body = driver.block_on(async {
+        let res = reqwest::Client::new()
+            .get(format!("http://{}/front/u1", first.app))
+            .headers(headers)
+            .send()
+            .await
+            .expect("answer");
+        res.text().await.expect("body")
+    });
+    assert_eq!(body, "u1: user=bob");
+
+    // Then a sampled one from the edge.
     let (request, status, body) = edge.send(first.app, "t1", input);
     assert_eq!((status, body.as_str()), (StatusCode::OK, "t1: user=alice"));
     flush_all(&[&|| edge.service.flush(), &|| first.flush(), &|| {
@@ -568,14 +595,28 @@ fn through_go(test: &str, mode: Mode, input: Input) {
     check_chain(&trace, &request, mode);
 
     // What the last Rust service received, header by header.
-    let tag = match mode {
-        Mode::Grpc => "/meshtrace.test.Relay/Forward",
-        Mode::Http => "t1",
-    };
-    let h = seen(&received, tag);
-    assert_eq!(h["x-request-id"], request.request_id.as_str(), "{h:?}");
+    let h = seen(&received, &request.request_id);
     assert!(
         h["baggage"].to_str().expect("ascii").contains("user=alice"),
+        "{h:?}"
+    );
+
+    // The unsampled request left nothing in Jaeger, from either language (everything the Go
+    // peer had is exported by now: it stopped), but its trace, unsampled, and its baggage
+    // reached the last Rust service.
+    assert!(
+        driver.block_on(jaeger.trace(unsampled)).is_none(),
+        "the unsampled trace {unsampled} is in Jaeger"
+    );
+    let h = seen(&received, &unsampled_id);
+    let traceparent = h["traceparent"].to_str().expect("ascii");
+    assert!(
+        traceparent.starts_with(&format!("00-{unsampled}-")),
+        "{h:?}"
+    );
+    assert!(traceparent.ends_with("-00"), "{h:?}");
+    assert!(
+        h["baggage"].to_str().expect("ascii").contains("user=bob"),
         "{h:?}"
     );
 }
@@ -600,7 +641,7 @@ fn check_chain(trace: &JaegerTrace, request: &Request, mode: Mode) {
     assert_eq!(handler.tag("baggage.user"), Some("alice"), "{trace}");
     assert_eq!(
         header_values(back_server, "x-request-id"),
-        [request.request_id.clone()],
+        [request.request_id.as_str()],
         "{trace}"
     );
     match mode {
