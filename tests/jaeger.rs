@@ -157,27 +157,15 @@ fn demo_in_jaeger(test: &str, protocol: &str) {
             "the gateway's span is the root: {trace}"
         );
         let sidecar = trace.span(PROXIES[1], &gateway.operation, "server");
-        assert_eq!(trace.parent(sidecar).span_id, gateway.span_id);
+        trace.assert_child_of(sidecar, gateway);
         let productpage = trace.span("productpage", "GET /productpage/{id}", "server");
-        assert_eq!(
-            trace.parent(productpage).span_id,
-            sidecar.span_id,
-            "{trace}"
-        );
+        trace.assert_child_of(productpage, sidecar);
         let reviews_call = trace.span("productpage", "reviews.Reviews/Get", "client");
         let reviews = trace.span("reviews", "reviews.Reviews/Get", "server");
-        assert_eq!(
-            trace.parent(reviews).span_id,
-            reviews_call.span_id,
-            "{trace}"
-        );
+        trace.assert_child_of(reviews, reviews_call);
         let ratings_call = trace.span("reviews", "GET /ratings/{id}", "client");
         let ratings = trace.span("ratings", "GET /ratings/{id}", "server");
-        assert_eq!(
-            trace.parent(ratings).span_id,
-            ratings_call.span_id,
-            "{trace}"
-        );
+        trace.assert_child_of(ratings, ratings_call);
 
         // x-request-id, recorded by every server span, is the one the edge sent.
         for server in [productpage, reviews, ratings] {
@@ -626,18 +614,14 @@ fn check_chain(trace: &JaegerTrace, request: &Request, mode: Mode) {
     let edge = trace.by_id(request.edge_span).expect("the edge's span");
     assert!(edge.parents.is_empty(), "{trace}");
     let front = trace.span("frontend", "GET /front/{tag}", "server");
-    assert_eq!(trace.parent(front).span_id, edge.span_id, "{trace}");
+    trace.assert_child_of(front, edge);
     let back_server = trace
         .spans
         .iter()
         .find(|s| s.service == "backend" && s.kind() == "server")
         .unwrap_or_else(|| panic!("backend's server span in {trace}"));
     let handler = trace.span("backend", "answer", "internal");
-    assert_eq!(
-        trace.parent(handler).span_id,
-        back_server.span_id,
-        "{trace}"
-    );
+    trace.assert_child_of(handler, back_server);
     assert_eq!(handler.tag("baggage.user"), Some("alice"), "{trace}");
     assert_eq!(
         header_values(back_server, "x-request-id"),
@@ -651,20 +635,12 @@ fn check_chain(trace: &JaegerTrace, request: &Request, mode: Mode) {
                 .collect();
             assert_eq!(trace.services(), services, "{trace}");
             let call = trace.span("frontend", "meshtrace.test.Relay/Forward", "client");
-            assert_eq!(trace.parent(call).span_id, front.span_id, "{trace}");
+            trace.assert_child_of(call, front);
             let go_server = trace.span("go-grpc", "meshtrace.test.Relay/Forward", "server");
-            assert_eq!(trace.parent(go_server).span_id, call.span_id, "{trace}");
+            trace.assert_child_of(go_server, call);
             let go_client = trace.span("go-grpc", "meshtrace.test.Relay/Forward", "client");
-            assert_eq!(
-                trace.parent(go_client).span_id,
-                go_server.span_id,
-                "{trace}"
-            );
-            assert_eq!(
-                trace.parent(back_server).span_id,
-                go_client.span_id,
-                "{trace}"
-            );
+            trace.assert_child_of(go_client, go_server);
+            trace.assert_child_of(back_server, go_client);
         }
         Mode::Http => {
             let services: BTreeSet<&str> =
@@ -675,9 +651,9 @@ fn check_chain(trace: &JaegerTrace, request: &Request, mode: Mode) {
                 .iter()
                 .find(|s| s.service == "frontend" && s.kind() == "client")
                 .unwrap_or_else(|| panic!("frontend's client span in {trace}"));
-            assert_eq!(trace.parent(call).span_id, front.span_id, "{trace}");
+            trace.assert_child_of(call, front);
             // No span in between: the Go service forwarded the headers as it got them.
-            assert_eq!(trace.parent(back_server).span_id, call.span_id, "{trace}");
+            trace.assert_child_of(back_server, call);
         }
     }
 }

@@ -36,13 +36,8 @@ pub enum Mode {
 fn binary() -> &'static Result<PathBuf, String> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os(GO_PEER_VAR).filter(|v| !v.is_empty()) {
-            let path = PathBuf::from(path);
-            return if path.is_file() {
-                Ok(path)
-            } else {
-                Err(format!("{GO_PEER_VAR}={} is not a file", path.display()))
-            };
+        if let Some(named) = peers::named_by(GO_PEER_VAR) {
+            return named;
         }
         if !std::path::Path::new(SOURCE).join("go.mod").is_file() {
             return Err(format!(

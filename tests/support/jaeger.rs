@@ -104,6 +104,23 @@ impl Jaeger {
             Ok(binary) => binary,
             Err(why) => return peers::skip(test, format!("no Jaeger: {why}")),
         };
+        // The ports are free when chosen, but another process may take one before Jaeger
+        // binds it: then Jaeger exits, and it starts again on other ports.
+        let mut exits = Vec::new();
+        for _ in 0..3 {
+            let mut jaeger = Jaeger::spawn(&binary);
+            match jaeger.ready().await {
+                Ok(()) => return Some(jaeger),
+                Err(log) => exits.push(log),
+            }
+        }
+        panic!(
+            "Jaeger exited at each of 3 starts; its last log:\n{}",
+            exits.join("\n---\n")
+        );
+    }
+
+    fn spawn(binary: &std::path::Path) -> Jaeger {
         let [otlp_grpc, otlp_http, query, query_grpc] = free_ports();
         let dir = std::env::temp_dir().join(format!(
             "meshtrace-jaeger-{}-{}",
@@ -118,7 +135,7 @@ impl Jaeger {
         )
         .expect("write jaeger config");
         let log = std::fs::File::create(dir.join("jaeger.log")).expect("jaeger log");
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .arg("--config")
             .arg(&config_path)
             .current_dir(&dir)
@@ -127,20 +144,19 @@ impl Jaeger {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let jaeger = Jaeger {
+        Jaeger {
             child,
             dir,
             otlp_grpc,
             otlp_http,
             query,
             http: reqwest::Client::new(),
-        };
-        jaeger.ready().await;
-        Some(jaeger)
+        }
     }
 
-    /// Waits until the query API answers and both receivers accept connections.
-    async fn ready(&self) {
+    /// Waits until the query API answers and both receivers accept connections; if Jaeger
+    /// exits first, its log.
+    async fn ready(&mut self) -> Result<(), String> {
         let started = Instant::now();
         loop {
             let api = self.get("/api/services").await.is_ok_and(|(s, _)| s == 200);
@@ -148,7 +164,10 @@ impl Jaeger {
                 std::net::TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()
             });
             if api && receivers {
-                return;
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("{status}\n{}", self.log()));
             }
             assert!(
                 started.elapsed() < PATIENCE,
@@ -389,6 +408,21 @@ impl JaegerTrace {
             .iter()
             .find(|s| &s.span_id == parent)
             .unwrap_or_else(|| panic!("the parent of {} is not in {self}", span.operation))
+    }
+
+    /// Fails unless `parent` is the parent of `child`.
+    pub fn assert_child_of(&self, child: &JaegerSpan, parent: &JaegerSpan) {
+        assert_eq!(
+            self.parent(child).span_id,
+            parent.span_id,
+            "{} {} ({}) is a child of {} {} ({}) in {self}",
+            child.service,
+            child.operation,
+            child.kind(),
+            parent.service,
+            parent.operation,
+            parent.kind()
+        );
     }
 
     /// The checks a user makes of a trace in Jaeger's UI: one root, every parent reference

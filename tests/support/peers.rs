@@ -36,16 +36,21 @@ pub fn cache_dir() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|d| PathBuf::from(d).join(".cache/meshtrace")))
 }
 
+/// The file the variable `var` names, if it is set: its path, or why it is no program.
+pub fn named_by(var: &str) -> Option<Result<PathBuf, String>> {
+    let path = PathBuf::from(std::env::var_os(var).filter(|v| !v.is_empty())?);
+    Some(if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{var}={} is not a file", path.display()))
+    })
+}
+
 /// A program named by the variable `var`, else at `default` under the [`cache_dir`]: its
 /// path, or why there is none (for [`skip`]).
 pub fn program(var: &str, default: &str) -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("{var}={} is not a file", path.display()))
-        };
+    if let Some(named) = named_by(var) {
+        return named;
     }
     let Some(cache) = cache_dir() else {
         return Err(format!(
