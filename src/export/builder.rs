@@ -142,6 +142,46 @@ impl BatchSettings {
 
 type ProviderHook = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder>;
 
+/// tracing-opentelemetry's extras, each a set of attributes on every span. A mesh service
+/// rarely needs them (the code location of meshtrace's own spans is always the same file), and
+/// each costs work and bytes on every span, so all are off unless switched on here or with
+/// `MESHTRACE_SPAN_EXTRAS` (`code_location`, `threads`, `busy_idle`, `all` or `none`,
+/// comma-separated).
+///
+/// ```
+/// use meshtrace::export::{SpanExtras, TelemetryBuilder};
+/// let builder = TelemetryBuilder::new().span_extras(SpanExtras {
+///     code_location: true,
+///     ..SpanExtras::NONE
+/// });
+/// assert!(builder.span_extras_config().code_location);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpanExtras {
+    /// `code.file.path`, `code.line.number` and `code.module.name`: where the span was opened.
+    pub code_location: bool,
+    /// `thread.id` and `thread.name` of the thread that opened the span.
+    pub threads: bool,
+    /// `busy_ns` and `idle_ns`: how long the span was entered and not (tracked on every enter
+    /// and exit).
+    pub busy_idle: bool,
+}
+
+impl SpanExtras {
+    /// None of them (the default).
+    pub const NONE: SpanExtras = SpanExtras {
+        code_location: false,
+        threads: false,
+        busy_idle: false,
+    };
+    /// All of them, as tracing-opentelemetry's own defaults have it.
+    pub const ALL: SpanExtras = SpanExtras {
+        code_location: true,
+        threads: true,
+        busy_idle: true,
+    };
+}
+
 /// Builds the telemetry [`init`](crate::init) installs; start from
 /// [`from_env`](Self::from_env) or [`new`](Self::new) and override what you need.
 ///
@@ -169,6 +209,7 @@ pub struct TelemetryBuilder {
     pub(super) disabled: bool,
     pub(super) shutdown_timeout: Duration,
     pub(super) hooks: Vec<ProviderHook>,
+    pub(super) span_extras: SpanExtras,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -185,6 +226,7 @@ impl fmt::Debug for TelemetryBuilder {
             .field("disabled", &self.disabled)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("extra_exporters", &self.hooks.len())
+            .field("span_extras", &self.span_extras)
             .finish()
     }
 }
@@ -193,7 +235,8 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl TelemetryBuilder {
     /// The defaults, ignoring the environment: the Istio propagator, OTLP/HTTP to
-    /// `http://localhost:4318/v1/traces`, parent-based sampling of everything, logs at `info`.
+    /// `http://localhost:4318/v1/traces`, parent-based sampling of everything, logs at `info`,
+    /// no [`SpanExtras`].
     pub fn new() -> Self {
         TelemetryBuilder {
             service_name: None,
@@ -212,6 +255,7 @@ impl TelemetryBuilder {
             disabled: false,
             shutdown_timeout: Duration::from_secs(5),
             hooks: Vec::new(),
+            span_extras: SpanExtras::NONE,
         }
     }
 
@@ -285,6 +329,17 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Which of tracing-opentelemetry's per-span extras every span carries (none by default).
+    pub fn span_extras(mut self, extras: SpanExtras) -> Self {
+        self.span_extras = extras;
+        self
+    }
+
+    /// The span extras configured.
+    pub fn span_extras_config(&self) -> SpanExtras {
+        self.span_extras
+    }
+
     /// What is configured to be exported to, if anything.
     pub fn otlp_config(&self) -> Option<&OtlpConfig> {
         self.otlp.as_ref()
@@ -342,6 +397,9 @@ impl TelemetryBuilder {
         let otel = provider.as_ref().map(|p| {
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("meshtrace"))
+                .with_location(self.span_extras.code_location)
+                .with_threads(self.span_extras.threads)
+                .with_tracked_inactivity(self.span_extras.busy_idle)
                 .with_filter(LevelFilter::INFO)
         });
         let dispatch = Dispatch::new(tracing_subscriber::registry().with(fmt).with(otel));

@@ -3,7 +3,8 @@
 
 use super::builder::DEFAULT_TIMEOUT;
 use super::{
-    BatchSettings, InitError, OtlpConfig, Protocol, RootSampler, SamplerConfig, TelemetryBuilder,
+    BatchSettings, InitError, OtlpConfig, Protocol, RootSampler, SamplerConfig, SpanExtras,
+    TelemetryBuilder,
 };
 use crate::propagation::env::{PropagatorList, PropagatorsError};
 use std::time::Duration;
@@ -43,6 +44,9 @@ pub enum EnvError {
     /// `OTEL_PROPAGATORS` names something unknown.
     #[error(transparent)]
     Propagators(#[from] PropagatorsError),
+    /// A `MESHTRACE_SPAN_EXTRAS` entry this crate does not know.
+    #[error("unknown span extra {0:?} (use code_location, threads, busy_idle, all or none)")]
+    SpanExtra(String),
     /// `RUST_LOG` is not a valid filter.
     #[error("not a valid filter: {0}")]
     Filter(String),
@@ -96,11 +100,32 @@ impl TelemetryBuilder {
                 .map_err(|e| bad("RUST_LOG", &v, EnvError::Filter(e.to_string())))?;
             b.log_filter = v;
         }
+        if let Some(v) = get("MESHTRACE_SPAN_EXTRAS") {
+            b.span_extras =
+                span_extras_from(&v).map_err(|e| bad("MESHTRACE_SPAN_EXTRAS", &v, e))?;
+        }
         b.sampler = sampler_from(&get)?;
         b.otlp = otlp_from(&get)?;
         b.batch = batch_from(&get)?;
         Ok(b)
     }
+}
+
+/// `MESHTRACE_SPAN_EXTRAS`: a comma-separated list of `code_location`, `threads`,
+/// `busy_idle`, `all` and `none`, added up in order (`none` clears what came before).
+fn span_extras_from(v: &str) -> Result<SpanExtras, EnvError> {
+    let mut extras = SpanExtras::NONE;
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match entry.to_ascii_lowercase().as_str() {
+            "code_location" => extras.code_location = true,
+            "threads" => extras.threads = true,
+            "busy_idle" => extras.busy_idle = true,
+            "all" => extras = SpanExtras::ALL,
+            "none" => extras = SpanExtras::NONE,
+            _ => return Err(EnvError::SpanExtra(entry.to_owned())),
+        }
+    }
+    Ok(extras)
 }
 
 fn sampler_from(get: &impl Fn(&str) -> Option<String>) -> Result<SamplerConfig, InitError> {
@@ -396,6 +421,32 @@ pub(super) mod tests {
         }
     }
 
+    #[test]
+    fn span_extras() {
+        let extras = |v: &str| {
+            TelemetryBuilder::from_env_source(env(&[("MESHTRACE_SPAN_EXTRAS", v)]))
+                .unwrap()
+                .span_extras_config()
+        };
+        assert_eq!(
+            TelemetryBuilder::from_env_source(env(&[]))
+                .unwrap()
+                .span_extras_config(),
+            SpanExtras::NONE
+        );
+        assert_eq!(extras("all"), SpanExtras::ALL);
+        assert_eq!(extras("all, none"), SpanExtras::NONE);
+        assert_eq!(
+            extras(" Threads ,busy_idle,"),
+            SpanExtras {
+                threads: true,
+                busy_idle: true,
+                ..SpanExtras::NONE
+            }
+        );
+        assert_eq!(extras("code_location").code_location, true);
+    }
+
     type Vars<'a> = &'a [(&'a str, &'a str)];
 
     #[test]
@@ -403,6 +454,7 @@ pub(super) mod tests {
         #[rustfmt::skip]
         let cases: &[(Vars, &str, EnvError)] = &[
             (&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED", EnvError::NotABool),
+            (&[("MESHTRACE_SPAN_EXTRAS", "threads,location")], "MESHTRACE_SPAN_EXTRAS", EnvError::SpanExtra("location".into())),
             (&[("OTEL_RESOURCE_ATTRIBUTES", "team=a,oops")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("oops".into())),
             (&[("OTEL_RESOURCE_ATTRIBUTES", "=x")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("=x".into())),
             (&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL", EnvError::Protocol),

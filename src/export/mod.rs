@@ -25,6 +25,7 @@
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` | `parentbased_always_on` |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the batch processor: spans queued at most (more are dropped, so memory stays bounded when the collector is down), milliseconds between exports, spans per export | `2048`, `5000`, `512` |
 //! | `RUST_LOG` | what the fmt layer prints (`tracing-subscriber`'s `EnvFilter`) | `info` |
+//! | `MESHTRACE_SPAN_EXTRAS` | tracing-opentelemetry's per-span extras ([`SpanExtras`]): `code_location`, `threads`, `busy_idle`, `all`, `none` | `none` |
 //!
 //! The `parentbased_*` samplers are [`MeshSampler`]s: a B3 parent that left the decision open
 //! is decided by the root sampler instead of being dropped. A bad value in any variable is an
@@ -44,7 +45,7 @@ mod env;
 mod shutdown;
 
 pub use builder::{
-    BatchSettings, OtlpConfig, Protocol, RootSampler, SamplerConfig, TelemetryBuilder,
+    BatchSettings, OtlpConfig, Protocol, RootSampler, SamplerConfig, SpanExtras, TelemetryBuilder,
 };
 pub use env::EnvError;
 
