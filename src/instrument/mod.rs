@@ -40,6 +40,7 @@ pub(crate) fn context_of(span: &Span) -> Context {
 ///
 /// A remote span context (the server layer's fallback when no OpenTelemetry layer tracks
 /// its span) is not "ours": with no OpenTelemetry layer the question does not arise.
+#[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub(crate) fn is_unrecorded(cx: &Context) -> bool {
     let span = cx.span();
     let sc = span.span_context();
