@@ -17,7 +17,6 @@
 mod support;
 
 use http::{HeaderMap, Request, Response};
-use http_body::Body as _;
 use meshtrace::client::reqwest::MeshClientMiddleware;
 use meshtrace::client::tonic::{MeshClient, MeshClientLayer};
 use meshtrace::server::MeshServerLayer;
@@ -94,14 +93,19 @@ impl Middleware for Canned {
     }
 }
 
-type Grpc =
-    MeshClient<tower::util::BoxCloneSyncService<Request<String>, Response<String>, Infallible>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The gRPC channel as the handler sees it: through `MeshClientLayer` or not.
+type Grpc = tower::util::BoxCloneSyncService<Request<String>, Response<()>, BoxError>;
 
 /// What the handler calls out with.
 #[derive(Clone)]
 struct Clients {
     http: ClientWithMiddleware,
     grpc: Grpc,
+    /// Whether the server layer and the client layers are in the path (else the floor: the
+    /// same handler and calls without meshtrace).
+    layered: bool,
     /// The trace headers each outgoing call carried, in order, while `keep` is set (off
     /// while counting: the test's own bookkeeping is not the layers' cost).
     sent: Sent,
@@ -113,7 +117,7 @@ struct Sent {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
-fn clients() -> Clients {
+fn clients(layered: bool) -> Clients {
     let sent = Sent::default();
     let grpc_sent = sent.clone();
     let channel = tower::service_fn(move |req: Request<String>| {
@@ -129,16 +133,30 @@ fn clients() -> Clients {
             )
         }
     });
-    let grpc = MeshClientLayer::new()
-        .server_uri(&http::Uri::from_static("http://relay:50051"))
-        .layer(tower::util::BoxCloneSyncService::new(channel));
-    let http_sent = sent.clone();
-    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(MeshClientMiddleware::new())
-        .with(Recording(http_sent))
-        .with(Canned)
-        .build();
-    Clients { http, grpc, sent }
+    let channel = tower::util::BoxCloneSyncService::new(channel);
+    let grpc = if layered {
+        let traced: MeshClient<_> = MeshClientLayer::new()
+            .server_uri(&http::Uri::from_static("http://relay:50051"))
+            .layer(channel);
+        Grpc::new(traced.map_response(|res| res.map(drop)))
+    } else {
+        Grpc::new(
+            channel
+                .map_response(|res| res.map(drop))
+                .map_err(BoxError::from),
+        )
+    };
+    let mut http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new());
+    if layered {
+        http = http.with(MeshClientMiddleware::new());
+    }
+    let http = http.with(Recording(sent.clone())).with(Canned).build();
+    Clients {
+        http,
+        grpc,
+        layered,
+        sent,
+    }
 }
 
 fn record(sent: &Sent, headers: &HeaderMap) {
@@ -203,12 +221,9 @@ async fn handler(clients: Clients, _req: Request<String>) -> Result<Response<Str
     Ok(Response::new(format!("{status} {grpc_status}")))
 }
 
-/// Serves one request through the server layer and reads its body to the end (where the
-/// server span ends).
+/// Serves one request through the server layer (or, for the floor, straight to the
+/// handler) and reads its body to the end (where the server span ends).
 async fn serve_one(clients: &Clients, incoming: &[(&str, &str)]) {
-    let clients = clients.clone();
-    let service =
-        MeshServerLayer::new().layer(tower::service_fn(move |req| handler(clients.clone(), req)));
     let mut req = Request::builder()
         .uri("/orders/7")
         .header("host", "orders:8080")
@@ -219,8 +234,23 @@ async fn serve_one(clients: &Clients, incoming: &[(&str, &str)]) {
     for (name, value) in text_map(incoming).iter() {
         req.headers_mut().append(name, value.clone());
     }
+    if !clients.layered {
+        let res = handler(clients.clone(), req).await.expect("answer");
+        read_to_end(res.into_body()).await;
+        return;
+    }
+    let for_handler = clients.clone();
+    let service = MeshServerLayer::new().layer(tower::service_fn(move |req| {
+        handler(for_handler.clone(), req)
+    }));
     let res = service.oneshot(req).await.expect("answer");
-    let mut body = res.into_body();
+    read_to_end(res.into_body()).await;
+}
+
+async fn read_to_end<B: http_body::Body + Unpin>(mut body: B)
+where
+    B::Error: std::fmt::Debug,
+{
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         frame.expect("frame");
     }
@@ -320,11 +350,19 @@ fn an_unsampled_request_allocates_much_less_than_a_sampled_one() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let clients = clients();
+        // The same handler and calls without meshtrace's layers (its two #[instrument] spans
+        // still made, as roots the sampler declines): what meshtrace adds is the difference.
+        let floor = measure(&clients(false), &exporter, &sampled()).await;
+        let clients = clients(true);
         let sampled = measure(&clients, &exporter, &sampled()).await;
         let w3c = measure(&clients, &exporter, &unsampled_w3c()).await;
         let b3 = measure(&clients, &exporter, &unsampled_b3()).await;
         let root = measure(&clients, &exporter, &root()).await;
+        println!(
+            "{:28} {:4} allocations per request",
+            "without meshtrace (floor)", floor.allocations
+        );
+        let added = |m: &Measured| m.allocations.saturating_sub(floor.allocations);
         for (name, m) in [
             ("sampled", &sampled),
             ("unsampled (traceparent -00)", &w3c),
@@ -332,9 +370,12 @@ fn an_unsampled_request_allocates_much_less_than_a_sampled_one() {
             ("root, sampler says no", &root),
         ] {
             println!(
-                "{name:28} {:4} allocations per request ({:.2}x sampled), {} spans exported",
+                "{name:28} {:4} allocations per request ({:.2}x sampled), {:4} added by meshtrace \
+                 ({:.2}x sampled), {} spans exported",
                 m.allocations,
                 m.allocations as f64 / sampled.allocations as f64,
+                added(m),
+                added(m) as f64 / added(&sampled) as f64,
                 m.exported
             );
         }
