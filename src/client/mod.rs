@@ -1,6 +1,12 @@
 //! Client layers: every outgoing call gets a client span, and the trace, baggage and
 //! pass-through headers of the request being handled go out with it.
 //!
+//! A call made while the trace is not recorded (the current span is a local span the sampler
+//! declined: an unsampled caller under a parent-based sampler, or a new trace the root
+//! sampler said no to) gets no client span and no attributes; it still carries the trace
+//! (flags `00`), the baggage and the pass-through headers, injected from the current span.
+//! See the "Unsampled requests" section of `docs/layers.md`.
+//!
 //! - [`reqwest`](mod@self::reqwest) (feature `reqwest`): [`MeshClientMiddleware`](self::reqwest::MeshClientMiddleware),
 //!   a reqwest-middleware `Middleware`, and an extension trait for plain `reqwest::RequestBuilder`.
 //! - [`tonic`](mod@self::tonic) (feature `tonic`): [`MeshClientLayer`](self::tonic::MeshClientLayer),
@@ -38,7 +44,8 @@ pub use crate::instrument::options::DEFAULT_DEADLINE_MARGIN;
 use std::borrow::Cow;
 
 /// Per-call option: send this call with no trace, baggage or pass-through header (to a
-/// third party outside the mesh, say). The client span is still recorded.
+/// third party outside the mesh, say). The client span is still recorded (when the trace
+/// is).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DisablePropagation;
 

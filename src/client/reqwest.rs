@@ -24,14 +24,15 @@
 
 use super::{DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
 use crate::instrument::client::{call_budget, record_origin, start_span};
-use crate::instrument::context_of;
 use crate::instrument::grpc::Side;
 use crate::instrument::options::{client_option_setters, ClientOptions};
 use crate::instrument::propagation::Propagation;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
+use crate::instrument::{context_of, is_unrecorded};
 use crate::mesh::envoy::{classify, MeshError, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::mesh::timeouts::MeshTimeout;
 use http::Extensions;
+use opentelemetry::Context;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use reqwest::ResponseBuilderExt;
 use reqwest::{Request, Response};
@@ -93,9 +94,8 @@ impl Middleware for MeshClientMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let span = start(&req, extensions.get::<SpanName>());
+        let (span, cx) = start_call(&req, extensions.get::<SpanName>());
         self.apply_mesh_timeout(&mut req);
-        let cx = context_of(&span);
         match call_budget(&cx, &span, self.options.margin()) {
             Ok(Some(budget)) => cap_timeout(&mut req, budget),
             Ok(None) => {}
@@ -226,8 +226,7 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
         let (client, req) = self.build_split();
         async move {
             let mut req = req?;
-            let span = start(&req, None);
-            let cx = context_of(&span);
+            let (span, cx) = start_call(&req, None);
             let budget = call_budget(&cx, &span, DEFAULT_DEADLINE_MARGIN);
             match budget {
                 Ok(Some(budget)) => cap_timeout(&mut req, budget),
@@ -255,6 +254,19 @@ fn cap_timeout(req: &mut Request, budget: Duration) {
     *timeout = Some(timeout.map_or(budget, |t| t.min(budget)));
 }
 
+/// The call's span and the context to inject from: a client span, or, when the trace is
+/// not recorded (see [`is_unrecorded`]), no span at all and the caller's context.
+/// `Span::none()` makes every later recording on it a no-op.
+fn start_call(req: &Request, name: Option<&SpanName>) -> (Span, Context) {
+    let current = Context::current();
+    if is_unrecorded(&current) {
+        return (Span::none(), current);
+    }
+    let span = start(req, name);
+    let cx = context_of(&span);
+    (span, cx)
+}
+
 fn start(req: &Request, name: Option<&SpanName>) -> Span {
     let span = start_span(name, || Cow::Borrowed(span::method_for_name(req.method())));
     span::record_method(&span, req.method());
@@ -279,6 +291,9 @@ fn url_without_credentials(url: &reqwest::Url) -> String {
 }
 
 fn record_reqwest_error(span: &Span, e: &reqwest::Error) {
+    if span.is_none() {
+        return;
+    }
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

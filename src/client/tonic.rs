@@ -18,10 +18,10 @@
 use super::{DisablePropagation, SpanName};
 use crate::instrument::body::TracedBody;
 use crate::instrument::client::{call_budget, record_origin, start_span};
-use crate::instrument::context_of;
 use crate::instrument::grpc::{self, GrpcCode, Side};
 use crate::instrument::options::{client_option_setters, ClientOptions};
 use crate::instrument::span::{self, record_error, record_grpc_status};
+use crate::instrument::{context_of, is_unrecorded};
 use crate::mesh::deadline::{
     format_grpc_timeout, parse_grpc_timeout, BudgetExhausted, GRPC_TIMEOUT,
 };
@@ -30,6 +30,7 @@ use crate::mesh::envoy::MeshError;
 use crate::mesh::envoy::{classify, classify_grpc, Origin, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::mesh::timeouts::MeshTimeout;
 use http::{HeaderValue, Request, Response, StatusCode};
+use opentelemetry::Context;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use pin_project_lite::pin_project;
 use std::borrow::Cow;
@@ -122,23 +123,8 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let call = grpc::service_and_method(req.uri().path());
-        let span = start_span(req.extensions().get::<SpanName>(), || match call {
-            Some((service, method)) => Cow::Owned(format!("{service}/{method}")),
-            None => Cow::Borrowed(req.uri().path()),
-        });
-        if let Some((service, method)) = call {
-            span::record_rpc(&span, service, method);
-        }
-        let server = req.uri().host().map(|h| (h, req.uri().port_u16())).or(self
-            .layer
-            .server
-            .as_ref()
-            .map(|(h, p)| (h.as_str(), *p)));
-        if let Some((host, port)) = server {
-            span::record_server_address(&span, host, port);
-        }
+        let (span, cx) = self.start_call(&req, call);
         let options = &self.layer.options;
-        let cx = context_of(&span);
         let budget = match call_budget(&cx, &span, options.margin()) {
             Ok(budget) => budget,
             Err(exhausted) => {
@@ -171,6 +157,34 @@ where
             failed: None,
             span: Some(span),
         }
+    }
+}
+
+impl<S> MeshClient<S> {
+    /// The call's span and the context to inject from: a client span, or, when the trace is
+    /// not recorded (see [`is_unrecorded`]), no span at all and the caller's context.
+    fn start_call<B>(&self, req: &Request<B>, call: Option<(&str, &str)>) -> (Span, Context) {
+        let current = Context::current();
+        if is_unrecorded(&current) {
+            return (Span::none(), current);
+        }
+        let span = start_span(req.extensions().get::<SpanName>(), || match call {
+            Some((service, method)) => Cow::Owned(format!("{service}/{method}")),
+            None => Cow::Borrowed(req.uri().path()),
+        });
+        if let Some((service, method)) = call {
+            span::record_rpc(&span, service, method);
+        }
+        let server = req.uri().host().map(|h| (h, req.uri().port_u16())).or(self
+            .layer
+            .server
+            .as_ref()
+            .map(|(h, p)| (h.as_str(), *p)));
+        if let Some((host, port)) = server {
+            span::record_server_address(&span, host, port);
+        }
+        let cx = context_of(&span);
+        (span, cx)
     }
 }
 
@@ -238,6 +252,8 @@ where
         };
         let span = this.span.take().unwrap_or_else(Span::none);
         Poll::Ready(match result {
+            // A call of an unrecorded trace: no span, nothing to read for it.
+            Ok(res) if span.is_none() => Ok(with_upstream_time(res, TracedBody::untraced)),
             Ok(res) => {
                 let head = res.headers();
                 let trailers_expected = if let Some(code) = grpc::status(head) {
@@ -262,13 +278,8 @@ where
                 } else {
                     true
                 };
-                let upstream_time = res.headers().get(X_ENVOY_UPSTREAM_SERVICE_TIME).cloned();
-                Ok(res.map(|body| {
-                    let body = TracedBody::new(body, span, Side::Client, trailers_expected);
-                    match upstream_time {
-                        Some(value) => body.carry_to_trailers(X_ENVOY_UPSTREAM_SERVICE_TIME, value),
-                        None => body,
-                    }
+                Ok(with_upstream_time(res, |body| {
+                    TracedBody::new(body, span, Side::Client, trailers_expected)
                 }))
             }
             Err(e) => {
@@ -277,6 +288,22 @@ where
             }
         })
     }
+}
+
+/// The response with its body wrapped by `wrap`, the head's `x-envoy-upstream-service-time`
+/// repeated in the trailers (see [`TracedBody::carry_to_trailers`]).
+fn with_upstream_time<B>(
+    res: Response<B>,
+    wrap: impl FnOnce(B) -> TracedBody<B>,
+) -> Response<TracedBody<B>> {
+    let upstream_time = res.headers().get(X_ENVOY_UPSTREAM_SERVICE_TIME).cloned();
+    res.map(|body| {
+        let body = wrap(body);
+        match upstream_time {
+            Some(value) => body.carry_to_trailers(X_ENVOY_UPSTREAM_SERVICE_TIME, value),
+            None => body,
+        }
+    })
 }
 
 /// Who answered a failed call: the server, or the Envoy sidecar by itself (which puts its

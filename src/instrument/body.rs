@@ -41,6 +41,8 @@ pin_project! {
         span: Option<Span>,
         side: Side,
         grpc: bool,
+        // False when the span is not recorded: it is entered and ended, nothing recorded on it.
+        recording: bool,
         // A response-head header to repeat in the trailers (see `carry_to_trailers`).
         carry: Option<(HeaderName, HeaderValue)>,
     }
@@ -55,6 +57,7 @@ impl<B> TracedBody<B> {
             span: Some(span),
             side,
             grpc,
+            recording: true,
             carry: None,
         }
     }
@@ -75,6 +78,20 @@ impl<B> TracedBody<B> {
             span: None,
             side: Side::Server,
             grpc: false,
+            recording: false,
+            carry: None,
+        }
+    }
+
+    /// A body polled inside `span` and ending it at end of stream, recording nothing on it
+    /// (the span of an unsampled request).
+    pub(crate) fn unrecorded(inner: B, span: Span) -> Self {
+        TracedBody {
+            inner,
+            span: Some(span),
+            side: Side::Server,
+            grpc: false,
+            recording: false,
             carry: None,
         }
     }
@@ -117,7 +134,9 @@ where
                 }
             }
             Some(Err(e)) => {
-                record_error(span, "body", e.to_string());
+                if *this.recording {
+                    record_error(span, "body", e.to_string());
+                }
                 this.span.take();
             }
             None => {

@@ -57,6 +57,9 @@ pub(crate) fn call_budget(
 
 /// `meshtrace.reply.origin`, and `meshtrace.envoy.reply` when Envoy answered by itself.
 pub(crate) fn record_origin(span: &Span, origin: &Origin) {
+    if span.is_none() {
+        return;
+    }
     span.set_attribute(REPLY_ORIGIN, origin.as_str());
     if let Origin::Envoy(reply) = origin {
         span.set_attribute(ENVOY_REPLY, reply.as_str());

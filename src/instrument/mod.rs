@@ -31,3 +31,18 @@ pub(crate) fn context_of(span: &Span) -> Context {
         Context::current()
     }
 }
+
+/// True when `cx`'s span is one this process started and did not record: the sampler said
+/// no to the trace (a parent-based sampler under an unsampled caller, or the root sampler),
+/// so a span opened under it would not be recorded either, and would have no recorded parent
+/// if it were. The client layers then open no span of their own and compute no attribute,
+/// and inject from `cx` itself: same trace, flags `00`, baggage and pass-through values.
+///
+/// A remote span context (the server layer's fallback when no OpenTelemetry layer tracks
+/// its span) is not "ours": with no OpenTelemetry layer the question does not arise.
+#[cfg(any(feature = "reqwest", feature = "tonic"))]
+pub(crate) fn is_unrecorded(cx: &Context) -> bool {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid() && !sc.is_remote() && !span.is_recording()
+}

@@ -14,6 +14,13 @@ pub(crate) fn server_span(name: &str) -> Span {
     tracing::info_span!(target: "meshtrace::server", "server", otel.name = name, otel.kind = "server")
 }
 
+/// The span of a request whose caller decided not to sample it: no name yet, since naming
+/// it costs an allocation an unrecorded span does not need (the started OpenTelemetry span
+/// is named if a sampler records it anyway).
+pub(crate) fn unnamed_server_span() -> Span {
+    tracing::info_span!(target: "meshtrace::server", "server", otel.name = tracing::field::Empty, otel.kind = "server")
+}
+
 /// The span of a call this process makes.
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub(crate) fn client_span(name: &str) -> Span {
@@ -161,6 +168,10 @@ pub(crate) fn record_rpc(span: &Span, service: &str, method: &str) {
 /// `http.response.status_code`, and an error status for 5xx (servers) or 4xx and 5xx
 /// (clients), with the code as `error.type`.
 pub(crate) fn record_http_status(span: &Span, side: Side, status: StatusCode) {
+    if span.is_none() {
+        // A call of an unrecorded trace has no span: nothing to build the values for.
+        return;
+    }
     span.set_attribute(
         semconv::HTTP_RESPONSE_STATUS_CODE,
         i64::from(status.as_u16()),
@@ -181,6 +192,10 @@ pub(crate) fn record_http_status(span: &Span, side: Side, status: StatusCode) {
 /// failure for this side, described by `grpc-message` when there is one.
 #[allow(deprecated)] // see `record_rpc`
 pub(crate) fn record_grpc_status(span: &Span, side: Side, code: GrpcCode, message: Option<String>) {
+    if span.is_none() {
+        // A call of an unrecorded trace has no span: nothing to build the values for.
+        return;
+    }
     span.set_attribute(semconv::RPC_GRPC_STATUS_CODE, code.as_i64());
     if code.is_error(side) {
         let name = code.name();
@@ -211,6 +226,10 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// A failure with no response: `error.type`, an error status and an `exception` event.
 pub(crate) fn record_error(span: &Span, error_type: &'static str, message: String) {
+    if span.is_none() {
+        // A call of an unrecorded trace has no span: nothing to build the values for.
+        return;
+    }
     span.set_attribute(semconv::ERROR_TYPE, error_type);
     span.add_event(
         "exception",

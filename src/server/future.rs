@@ -49,11 +49,20 @@ where
             return Poll::Ready(result.map(|res| res.map(TracedBody::untraced)));
         };
         let result = ready!(traced.in_scope(|| this.inner.poll(cx)));
-        let Traced { span, grpc, .. } = this.traced.take().expect("checked above");
+        let Traced {
+            span,
+            grpc,
+            recording,
+            ..
+        } = this.traced.take().expect("checked above");
         Poll::Ready(match result {
-            Ok(res) => Ok(on_response(span, grpc, res)),
+            Ok(res) if recording => Ok(on_response(span, grpc, res)),
+            // Nothing to record; the body still runs inside the span, which ends with it.
+            Ok(res) => Ok(res.map(|body| TracedBody::unrecorded(body, span))),
             Err(e) => {
-                on_error(&span, &e);
+                if recording {
+                    on_error(&span, &e);
+                }
                 Err(e)
             }
         })

@@ -37,13 +37,30 @@ impl<'a> Call<'a> {
 
 /// The span, named `service/method` for gRPC, `METHOD route` or `METHOD` for HTTP.
 pub(super) fn make_span<B>(req: &Request<B>, call: Call<'_>) -> Span {
+    span::server_span(&span_name(req, call))
+}
+
+/// The server span's name: `service/method` for gRPC, `METHOD route` or `METHOD` for HTTP.
+pub(super) fn span_name<B>(req: &Request<B>, call: Call<'_>) -> String {
     let method = span::method_for_name(req.method());
-    let name = match call {
+    match call {
         Call::Grpc { service, method } => format!("{service}/{method}"),
         Call::Http { route: Some(route) } => format!("{method} {route}"),
         Call::Http { route: None } => method.to_owned(),
-    };
-    span::server_span(&name)
+    }
+}
+
+/// True when the caller decided not to sample the request (a valid remote parent without
+/// the sampled flag, and no B3 debug or deferred decision): under a parent-based sampler
+/// (`MeshSampler`, the SDK's `ParentBased`) the server span will not be recorded, whatever
+/// its name and attributes, so the layer can learn that before computing them.
+pub(super) fn caller_says_unsampled(cx: &Context) -> bool {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid()
+        && sc.is_remote()
+        && !sc.is_sampled()
+        && !cx.mesh().is_some_and(|m| m.is_deferred() || m.is_debug())
 }
 
 /// Makes `cx` the span's parent; false when no OpenTelemetry layer takes the span.

@@ -8,6 +8,12 @@
 //! and tonic client layers) then lands in the same trace and forwards the same pass-through
 //! headers.
 //!
+//! A request the caller did not sample (or the sampler declines) gets a span that records
+//! nothing: under a parent-based sampler the decision is read before any attribute is
+//! computed, and nothing is recorded once the span is known not to record; its context still
+//! carries the trace to every call. See the "Unsampled requests" section of
+//! `docs/layers.md`.
+//!
 //! ## Naming
 //!
 //! `Mesh` + `Server` + the framework's word for its hook: [`MeshServerLayer`] is a tower

@@ -1,7 +1,9 @@
 //! What happens when a request arrives: extract the caller's context and deadline, make the
 //! span, record the request on it, and decide how the handler runs inside it.
 
-use super::make_span::{link_losers, make_span, set_parent, Call};
+use super::make_span::{
+    caller_says_unsampled, link_losers, make_span, set_parent, span_name, Call,
+};
 use crate::instrument::propagation::Propagation;
 use crate::instrument::span;
 use crate::mesh::deadline::{Deadline, DeadlineError, DeadlineExt};
@@ -36,6 +38,8 @@ const RECORDED_HEADERS: [(HeaderName, &str); 2] = [
 pub(super) struct Traced {
     pub(super) span: Span,
     pub(super) grpc: bool,
+    /// Whether the span is recorded: when not, nothing is recorded on it at the response.
+    pub(super) recording: bool,
     /// The extracted context, made current while the handler runs when no OpenTelemetry
     /// layer tracks the span, so that client layers can still forward the incoming headers.
     fallback: Option<Context>,
@@ -51,19 +55,49 @@ impl Traced {
 }
 
 /// The steps, in order: extract, make the span, record the request, settle the scope.
+///
+/// When the caller decided not to sample the trace, the span is started first (the sampler
+/// runs) and the request is described only if the sampler recorded it anyway (one that is not
+/// parent-based). Otherwise the span is named and described before it starts, so that the
+/// sampler sees its name and attributes (a root sampler may decide on the route).
 pub(super) fn start<B>(req: &Request<B>, propagation: Propagation<'_>) -> Traced {
     let (cx, deadline) = extract(req.headers(), propagation);
     let call = Call::of(req);
-    let span = make_span(req, call);
-    let parent_set = set_parent(&span, &cx);
-    link_losers(&span, &cx);
-    record_request(&span, req, call);
-    record_deadline(&span, &deadline);
+    let (span, parent_set, started) = if caller_says_unsampled(&cx) {
+        let span = span::unnamed_server_span();
+        let parent_set = set_parent(&span, &cx);
+        let started = span.context();
+        if started.span().is_recording() {
+            started.span().update_name(span_name(req, call));
+            describe(&span, req, call, &cx, &deadline);
+        }
+        (span, parent_set, started)
+    } else {
+        let span = make_span(req, call);
+        let parent_set = set_parent(&span, &cx);
+        describe(&span, req, call, &cx, &deadline);
+        let started = span.context();
+        (span, parent_set, started)
+    };
     Traced {
-        fallback: fallback(&span, parent_set, cx),
+        recording: started.span().is_recording(),
+        fallback: fallback(&started, parent_set, cx),
         span,
         grpc: call.is_grpc(),
     }
+}
+
+/// What only a recorded span needs: links to the losers, the request, the deadline.
+fn describe<B>(
+    span: &Span,
+    req: &Request<B>,
+    call: Call<'_>,
+    cx: &Context,
+    deadline: &Result<Option<Deadline>, DeadlineError>,
+) {
+    link_losers(span, cx);
+    record_request(span, req, call);
+    record_deadline(span, deadline);
 }
 
 /// The caller's context, carrying the request's deadline when it has one.
@@ -129,10 +163,11 @@ fn record_deadline(span: &Span, deadline: &Result<Option<Deadline>, DeadlineErro
 /// `cx`, when the span is not tracked and the handler should run in the extracted context.
 ///
 /// `set_parent` also succeeds, doing nothing, when an OpenTelemetry layer is installed but
-/// its own filter leaves this span out; only a started span with a context says the span is
-/// tracked. (Starting it here costs nothing: the handler enters it next.)
-fn fallback(span: &Span, parent_set: bool, cx: Context) -> Option<Context> {
-    if parent_set && span.context().has_active_span() {
+/// its own filter leaves this span out; only a started span with a context (`started`, the
+/// span's context once started) says the span is tracked. (Starting it in `start` costs
+/// nothing: the handler enters it next.)
+fn fallback(started: &Context, parent_set: bool, cx: Context) -> Option<Context> {
+    if parent_set && started.has_active_span() {
         None
     } else {
         warn_untracked();

@@ -196,6 +196,53 @@ pub async fn serve_grpc(relay: Relay) -> SocketAddr {
     addr
 }
 
+/// Like [`serve_grpc`], recording each call's path and headers in `seen` (after the server
+/// layer, which leaves them as they came).
+pub async fn serve_grpc_recording(relay: Relay, seen: super::servers::Seen) -> SocketAddr {
+    let (listener, addr) = super::servers::listen().await;
+    let recording = RecordingRelay { relay, seen };
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(MeshServerLayer::new())
+            .add_service(recording)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    addr
+}
+
+/// [`Relay`], recording what each call carried.
+#[derive(Clone)]
+struct RecordingRelay {
+    relay: Relay,
+    seen: super::servers::Seen,
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for RecordingRelay {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.relay.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        self.seen
+            .lock()
+            .expect("lock")
+            .push((req.uri().path().to_owned(), req.headers().clone()));
+        self.relay.call(req)
+    }
+}
+
+impl tonic::server::NamedService for RecordingRelay {
+    const NAME: &'static str = "meshtrace.test.Relay";
+}
+
 // ---------------------------------------------------------------- clients
 
 /// A gRPC client through `MeshClientLayer`.

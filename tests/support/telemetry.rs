@@ -2,8 +2,8 @@
 //! over an in-memory exporter (one per test binary: tests pick their own spans out by trace
 //! id), and runtimes whose threads record into a given dispatch.
 //!
-//! A binary calls one of [`exporter`] and [`foreign_exporter`], never both: each sets the
-//! global subscriber.
+//! A binary calls one of [`exporter`], [`exporter_with_root_sampler`] and
+//! [`foreign_exporter`], never two: each sets the global subscriber.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, TracerProviderBuilder};
@@ -40,6 +40,25 @@ pub fn exporter() -> &'static InMemorySpanExporter {
     static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
     EXPORTER.get_or_init(|| {
         let sampler = meshtrace::MeshSampler::new(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+        let exporter = install(
+            SdkTracerProvider::builder().with_sampler(sampler),
+            "meshtrace-tests",
+        );
+        meshtrace::set_global_propagator(meshtrace::MeshPropagator::istio());
+        exporter
+    })
+}
+
+/// Like [`exporter`], with new traces (and B3 deferred decisions) decided by `root` under
+/// `MeshSampler` instead of always-on: `Sampler::AlwaysOff` makes every request that arrives
+/// without a sampled parent unsampled. The first call's `root` is the binary's.
+#[cfg(feature = "sdk")]
+pub fn exporter_with_root_sampler(
+    root: opentelemetry_sdk::trace::Sampler,
+) -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let sampler = meshtrace::MeshSampler::new(root);
         let exporter = install(
             SdkTracerProvider::builder().with_sampler(sampler),
             "meshtrace-tests",
