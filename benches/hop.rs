@@ -299,6 +299,29 @@ fn usual_inject(cx: &Context, headers: &mut HeaderMap) {
     });
 }
 
+type UsualMakeSpan = fn(&Request<axum::body::Body>) -> Span;
+type UsualOnResponse = fn(&http::Response<axum::body::Body>, Duration, &Span);
+type UsualLayer = TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    UsualMakeSpan,
+    tower_http::trace::DefaultOnRequest,
+    UsualOnResponse,
+>;
+
+/// The usual stack's server layer: tower-http's defaults but for the span and the status.
+fn usual_layer() -> UsualLayer {
+    TraceLayer::new_for_http()
+        .make_span_with(usual_make_span as UsualMakeSpan)
+        .on_response(usual_on_response as UsualOnResponse)
+}
+
+fn usual_on_response<B>(res: &http::Response<B>, _latency: Duration, span: &Span) {
+    span.record(
+        "http.response.status_code",
+        i64::from(res.status().as_u16()),
+    );
+}
+
 /// The client middleware a team writes for itself.
 struct UsualClientMiddleware;
 
@@ -490,21 +513,7 @@ impl Setup {
             (
                 serve(app()).await,
                 serve(app().layer(MeshServerLayer::new().propagator(mesh.clone()))).await,
-                serve(
-                    app().layer(
-                        TraceLayer::new_for_http()
-                            .make_span_with(usual_make_span)
-                            .on_response(
-                                |res: &http::Response<_>, _latency: Duration, span: &Span| {
-                                    span.record(
-                                        "http.response.status_code",
-                                        i64::from(res.status().as_u16()),
-                                    );
-                                },
-                            ),
-                    ),
-                )
-                .await,
+                serve(app().layer(usual_layer())).await,
             )
         });
         let paths = Variant::ALL
@@ -552,12 +561,25 @@ impl Setup {
 
     /// Untimed: every path does what it claims.
     fn check(&self) {
+        let mut keys = Vec::new();
         for v in Variant::ALL {
-            self.check_one(v);
+            keys.push(self.check_one(v));
         }
+        // The comparison is fair: the usual stack's spans carry the attributes meshtrace's
+        // do (but meshtrace's own `meshtrace.*`), no fewer, no more.
+        let [_, Some(mesh), _, Some(usual), _] = &keys[..] else {
+            panic!("sampled checks return their spans' attribute keys")
+        };
+        assert_eq!(
+            mesh, usual,
+            "attribute keys (client, server): meshtrace's vs the usual stack's"
+        );
     }
 
-    fn check_one(&self, v: Variant) {
+    /// Checks one path; for a sampled instrumented one, returns the attribute keys of its
+    /// client and server spans (without meshtrace's own `meshtrace.*` and the per-span
+    /// extras of tracing-opentelemetry that differ by call site).
+    fn check_one(&self, v: Variant) -> Option<[Vec<String>; 2]> {
         let path = self.path(v);
         let caller = path.caller.context().span().span_context().clone();
         let caller_trace = caller.trace_id();
@@ -586,7 +608,7 @@ impl Setup {
             );
             self.keep_exported(false);
             println!("check: plain hop carries no trace");
-            return;
+            return None;
         }
         let caller_hex = caller_trace.to_string();
         let flags = traceparent.rsplit('-').next().unwrap_or("");
@@ -622,7 +644,7 @@ impl Setup {
                  handler in the caller's trace; no span exported",
                 v.label()
             );
-            return;
+            return None;
         }
         // The flags carry `sampled`, and `random` (0x02) when this process started the trace.
         assert_eq!(flag_bits & 0x01, 0x01, "{v:?}: traceparent {traceparent}");
@@ -676,6 +698,19 @@ impl Setup {
             server.name,
             attrs(&server)
         );
+        let keys = |s: &SpanData| {
+            let mut k: Vec<String> = s
+                .attributes
+                .iter()
+                .map(|kv| kv.key.to_string())
+                .filter(|k| {
+                    !k.starts_with("meshtrace.") && !k.starts_with("code.") && k != "target"
+                })
+                .collect();
+            k.sort();
+            k
+        };
+        Some([keys(&client), keys(&server)])
     }
 
     fn keep_exported(&self, keep: bool) {
@@ -770,84 +805,114 @@ impl Setup {
             .collect()
     }
 
-    /// Allocations per stage, on this thread with the servers idle: the propagation of each
-    /// stack, and the usual stack's two spans as its layers open them.
+    /// Allocations per hop by stage, each stage run alone on this thread (the servers
+    /// idle), `n` times, minus the same run without instrumentation: the client side
+    /// (reqwest-middleware with the stack's middleware, the response canned by a last
+    /// middleware instead of sent), and within it the inject alone; the server side (the
+    /// axum router with the stack's layer, called in process with the headers its client
+    /// sends, the body read to its end), and within it the extract alone.
     fn stages(&self, n: u64) -> Vec<Stage> {
+        let plain_client = ClientBuilder::new(reqwest::Client::new())
+            .with(Canned)
+            .build();
+        let plain_router = app();
         let mut out = Vec::new();
-        for sampled in [true, false] {
-            let v_usual = if sampled {
-                Variant::Usual
-            } else {
-                Variant::UsualUnsampled
+        for v in Variant::ALL.into_iter().filter(|&v| v != Variant::Plain) {
+            let stack = v.stack();
+            let caller = self.path(v).caller.clone();
+            // The client side.
+            let canned = {
+                let builder = ClientBuilder::new(reqwest::Client::new());
+                match stack {
+                    Stack::Mesh => {
+                        builder.with(MeshClientMiddleware::new().propagator(self.mesh.clone()))
+                    }
+                    _ => builder.with(UsualClientMiddleware),
+                }
+                .with(Canned)
+                .build()
             };
-            let caller = self.path(v_usual).caller.clone();
-            let url = reqwest::Url::parse(&self.url(v_usual, "hello")).expect("url");
-            let mut request = reqwest::Request::new(reqwest::Method::GET, url);
-            request
-                .headers_mut()
-                .insert("x-request-id", HeaderValue::from_static(REQUEST_ID));
-            // The client span's context, as both stacks inject from it.
+            let url = self.url(v, "hello");
+            let client_side = |client: &ClientWithMiddleware| {
+                self.rt.block_on(
+                    async {
+                        black_box(get_body(client, &url).await);
+                        let (before, _) = allocated();
+                        for _ in 0..n {
+                            black_box(get_body(client, black_box(&url)).await);
+                        }
+                        let (after, _) = allocated();
+                        (after - before) as f64 / n as f64
+                    }
+                    .instrument(caller.clone()),
+                )
+            };
+            let client_side = client_side(&canned) - client_side(&plain_client);
+
+            // The inject, from a client span's context, into the headers of the request.
+            let mut request = HeaderMap::new();
+            request.insert("x-request-id", HeaderValue::from_static(REQUEST_ID));
             let client_cx = {
                 let _entered = caller.enter();
-                let span = usual_client_span(&request);
-                span.context()
+                tracing::info_span!("client", otel.kind = "client").context()
             };
-            let fresh =
-                |n: u64| -> Vec<HeaderMap> { (0..=n).map(|_| request.headers().clone()).collect() };
-            let mut maps = fresh(n);
-            let usual_inject_allocs =
-                allocations_per_call(n, || usual_inject(&client_cx, &mut maps.pop().unwrap()));
-            let mut maps = fresh(n);
-            let mesh_inject_allocs = allocations_per_call(n, || {
-                self.mesh
-                    .inject_into_headers(&client_cx, &mut maps.pop().unwrap())
-            });
-            // What each server receives.
-            let received = |inject: &dyn Fn(&mut HeaderMap)| {
-                let mut h = request.headers().clone();
-                h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
-                h.insert("accept", HeaderValue::from_static("*/*"));
-                inject(&mut h);
-                h
+            let inject = |cx: &Context, h: &mut HeaderMap| match stack {
+                Stack::Mesh => self.mesh.inject_into_headers(cx, h),
+                _ => usual_inject(cx, h),
             };
-            let usual_headers = received(&|h| usual_inject(&client_cx, h));
-            let mesh_headers = received(&|h| self.mesh.inject_into_headers(&client_cx, h));
-            let usual_extract_allocs = allocations_per_call(n, || {
-                black_box(usual_extract(black_box(&usual_headers)));
+            let mut maps: Vec<HeaderMap> = (0..=n).map(|_| request.clone()).collect();
+            let inject_allocs = allocations_per_call(n, || {
+                inject(&client_cx, &mut maps.pop().expect("one map per call"))
             });
-            let mesh_extract_allocs = allocations_per_call(n, || {
-                black_box(self.mesh.extract_from_headers(black_box(&mesh_headers)));
+
+            // What the server receives.
+            let mut received = request.clone();
+            received.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+            received.insert("accept", HeaderValue::from_static("*/*"));
+            inject(&client_cx, &mut received);
+            let extract_allocs = allocations_per_call(n, || match stack {
+                Stack::Mesh => drop(black_box(self.mesh.extract_from_headers(&received))),
+                _ => drop(black_box(usual_extract(&received))),
             });
-            let client_span_allocs = allocations_per_call(n, || {
-                let _entered = caller.enter();
-                let span = usual_client_span(&request);
-                black_box(span.context());
-                drop(span.enter());
-                span.record("http.response.status_code", 200_i64);
-            });
-            let mut server_request = Request::new(());
-            *server_request.headers_mut() = usual_headers.clone();
-            server_request
-                .extensions_mut()
-                .insert(matched_path(&self.rt, "/hello"));
-            let parent = usual_extract(&usual_headers);
-            let server_span_allocs = allocations_per_call(n, || {
-                let span = usual_server_span(&server_request);
-                let _ = span.set_parent(parent.clone());
-                drop(span.enter());
-                span.record("http.response.status_code", 200_i64);
-            });
+
+            // The server side.
+            let router = match stack {
+                Stack::Mesh => app().layer(MeshServerLayer::new().propagator(self.mesh.clone())),
+                _ => app().layer(usual_layer()),
+            };
+            let server_side = |router: &Router| {
+                self.rt.block_on(async {
+                    use tower::ServiceExt as _;
+                    let call = || async {
+                        let mut req = Request::get("/hello")
+                            .body(axum::body::Body::empty())
+                            .expect("request");
+                        *req.headers_mut() = received.clone();
+                        let res = router.clone().oneshot(req).await.expect("infallible");
+                        black_box(
+                            axum::body::to_bytes(res.into_body(), 64)
+                                .await
+                                .expect("body"),
+                        );
+                    };
+                    call().await;
+                    let (before, _) = allocated();
+                    for _ in 0..n {
+                        call().await;
+                    }
+                    let (after, _) = allocated();
+                    (after - before) as f64 / n as f64
+                })
+            };
+            let server_side = server_side(&router) - server_side(&plain_router);
             // Let the batch processor take the spans of the stages away.
             std::thread::sleep(Duration::from_millis(20));
             out.push(Stage {
-                sampled,
-                mesh: [mesh_inject_allocs, mesh_extract_allocs],
-                usual: [
-                    client_span_allocs,
-                    usual_inject_allocs,
-                    server_span_allocs,
-                    usual_extract_allocs,
-                ],
+                variant: v,
+                client_side,
+                inject: inject_allocs,
+                server_side,
+                extract: extract_allocs,
             });
         }
         out
@@ -870,36 +935,28 @@ impl Setup {
     }
 }
 
-/// axum's `MatchedPath` for a route, as routing puts it in the request's extensions (it
-/// has no public constructor): a probe router's handler hands it out.
-fn matched_path(rt: &tokio::runtime::Runtime, route: &'static str) -> MatchedPath {
-    use tower::ServiceExt as _;
-    let captured = Arc::new(Mutex::new(None));
-    let keep = captured.clone();
-    let probe = Router::new().route(
-        route,
-        get(move |p: MatchedPath| {
-            *keep.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
-            async {}
-        }),
-    );
-    let req = Request::get(route)
-        .body(axum::body::Body::empty())
-        .expect("request");
-    rt.block_on(probe.oneshot(req)).expect("probe router");
-    let found = captured
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    found.expect("the route matched")
+/// Allocations per hop in one stage ([`Setup::stages`]), over the plain path's.
+struct Stage {
+    variant: Variant,
+    client_side: f64,
+    inject: f64,
+    server_side: f64,
+    extract: f64,
 }
 
-/// Allocations per stage: meshtrace's inject and extract; the usual stack's client span,
-/// inject, server span and extract.
-struct Stage {
-    sampled: bool,
-    mesh: [f64; 2],
-    usual: [f64; 4],
+/// The last middleware of the client-side count: answers every request itself.
+struct Canned;
+
+#[async_trait::async_trait]
+impl Middleware for Canned {
+    async fn handle(
+        &self,
+        _req: reqwest::Request,
+        _extensions: &mut http::Extensions,
+        _next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        Ok(reqwest::Response::from(http::Response::new("hello")))
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -1032,29 +1089,26 @@ fn report(m: &Measured, exported: u64, sampled_requests: u64) {
     );
 
     println!(
-        "\n| allocations per stage | client span | inject | server span | extract | rest \
-         (layers, spans' ends, export) |"
+        "\n| added allocations per hop, by stage | client side (span + inject) | of which \
+         inject | server side (span + extract) | of which extract | rest (total − both \
+         sides) |"
     );
     println!("|---|---|---|---|---|---|");
+    // Each side is counted in process (no socket): the rest is what only a real hop does,
+    // such as reqwest cloning the request's headers (each owned, not yet shared `Bytes` of
+    // a header name or value allocates when first cloned) and hyper parsing the extra
+    // header names on the server.
     for s in &m.stages {
-        let (mesh, usual) = if s.sampled {
-            (Variant::Mesh, Variant::Usual)
-        } else {
-            (Variant::MeshUnsampled, Variant::UsualUnsampled)
-        };
-        let what = if s.sampled { "sampled" } else { "unsampled" };
-        let [cs, ui, ss, ue] = s.usual;
         println!(
-            "| usual stack, {what} | {cs:.1} | {ui:.1} | {ss:.1} | {ue:.1} | {:.1} |",
-            added_allocs(usual) - cs - ui - ss - ue
-        );
-        let [mi, me] = s.mesh;
-        println!(
-            "| meshtrace, {what} | (in rest) | {mi:.1} | (in rest) | {me:.1} | {:.1} |",
-            added_allocs(mesh) - mi - me
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            s.variant.label(),
+            s.client_side,
+            s.inject,
+            s.server_side,
+            s.extract,
+            added_allocs(s.variant) - s.client_side - s.server_side,
         );
     }
-
     let drift = (added_criterion(Variant::Mesh) - added_paired(Variant::Mesh)).abs();
     if drift > 0.25 * m.criterion[base].min(m.paired[base].0) {
         println!(
