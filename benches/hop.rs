@@ -759,8 +759,8 @@ impl Setup {
 
     /// All paths in alternating rounds, the order rotated (and reversed every other round);
     /// per path, the medians (ns per request) of its time and of its difference to the
-    /// baseline in the same round.
-    fn paired(&self, rounds: usize, n: u64) -> Vec<(f64, f64)> {
+    /// baseline in the same round, and the quartiles of that difference.
+    fn paired(&self, rounds: usize, n: u64) -> Vec<Rounds> {
         let urls: Vec<String> = Variant::ALL.iter().map(|&v| self.url(v, "hello")).collect();
         let k = Variant::ALL.len();
         let mut times = vec![Vec::with_capacity(rounds); k];
@@ -783,7 +783,15 @@ impl Setup {
         times
             .into_iter()
             .zip(added)
-            .map(|(t, a)| (median(t), median(a)))
+            .map(|(t, a)| {
+                let [q1, q3] = quartiles(a.clone());
+                Rounds {
+                    time: median(t),
+                    added: median(a),
+                    q1,
+                    q3,
+                }
+            })
             .collect()
     }
 
@@ -959,6 +967,26 @@ impl Middleware for Canned {
     }
 }
 
+/// One path in the alternating rounds, ns per request.
+struct Rounds {
+    /// Median time.
+    time: f64,
+    /// Median difference to the baseline of the same round, and its quartiles.
+    added: f64,
+    q1: f64,
+    q3: f64,
+}
+
+/// First and third quartiles (nearest rank).
+fn quartiles(mut v: Vec<f64>) -> [f64; 2] {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return [f64::NAN; 2];
+    }
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    [at(0.25), at(0.75)]
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
@@ -993,7 +1021,7 @@ fn ratio(a: f64, b: f64) -> String {
 
 struct Measured {
     criterion: Vec<f64>,
-    paired: Vec<(f64, f64)>,
+    paired: Vec<Rounds>,
     rounds: usize,
     round_requests: u64,
     allocs: Vec<(f64, f64)>,
@@ -1005,20 +1033,22 @@ fn report(m: &Measured, exported: u64, sampled_requests: u64) {
     let base = 0;
     println!(
         "\n| path (per request, median) | criterion | added | {} alternating rounds of {}: \
-         time | added | allocations | added | bytes allocated | added |",
+         time | added (quartiles) | allocations | added | bytes allocated | added |",
         m.rounds, m.round_requests
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (i, v) in Variant::ALL.iter().enumerate() {
-        let (t, a) = m.paired[i];
+        let r = &m.paired[i];
         let (n, b) = m.allocs[i];
         println!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} B | {:.0} B |",
+            "| {} | {} | {} | {} | {} ({:.1}–{:.1}) | {:.1} | {:.1} | {:.0} B | {:.0} B |",
             v.label(),
             us(m.criterion[i]),
             us(m.criterion[i] - m.criterion[base]),
-            us(t),
-            us(a),
+            us(r.time),
+            us(r.added),
+            r.q1 / 1e3,
+            r.q3 / 1e3,
             n,
             n - m.allocs[base].0,
             b,
@@ -1027,14 +1057,14 @@ fn report(m: &Measured, exported: u64, sampled_requests: u64) {
     }
 
     let added_criterion = |v: Variant| m.criterion[v as usize] - m.criterion[base];
-    let added_paired = |v: Variant| m.paired[v as usize].1;
+    let added_paired = |v: Variant| m.paired[v as usize].added;
     let added_allocs = |v: Variant| m.allocs[v as usize].0 - m.allocs[base].0;
     println!(
         "\nOne hop (client span + inject + extract + server span) over a plain \
          reqwest → axum hop of {} ({} allocations per request); meshtrace against the usual \
          stack (tower-http `TraceLayer` + SDK composite propagator + a reqwest-middleware \
          middleware), same tracing-opentelemetry layer and SDK, same run:\n",
-        us(m.paired[base].0),
+        us(m.paired[base].time),
         m.allocs[base].0.round()
     );
     println!("| added per hop | meshtrace | usual stack | meshtrace / usual | target |");
@@ -1110,7 +1140,7 @@ fn report(m: &Measured, exported: u64, sampled_requests: u64) {
         );
     }
     let drift = (added_criterion(Variant::Mesh) - added_paired(Variant::Mesh)).abs();
-    if drift > 0.25 * m.criterion[base].min(m.paired[base].0) {
+    if drift > 0.25 * m.criterion[base].min(m.paired[base].time) {
         println!(
             "\nwarning: the criterion differences and the alternating rounds disagree by \
              {:.1} µs: loopback latency changed during the run (other load on the machine?). \
