@@ -478,8 +478,9 @@ struct Setup {
     mesh: MeshPropagator,
     /// Indexed by `Variant as usize`.
     paths: Vec<Path>,
-    /// Requests sent on a sampled instrumented path, each of which should export two spans.
-    sampled_requests: AtomicU64,
+    /// Spans that should reach the exporter: two per request on a sampled instrumented
+    /// path, those of the per-stage counts, and the sampled callers'.
+    expected_spans: AtomicU64,
 }
 
 impl Setup {
@@ -547,7 +548,7 @@ impl Setup {
             exporter,
             mesh,
             paths,
-            sampled_requests: AtomicU64::new(0),
+            expected_spans: AtomicU64::new(0),
         }
     }
 
@@ -593,9 +594,7 @@ impl Setup {
         let reply = self.rt.block_on(
             get_body(&path.client, &self.url(v, "check")).instrument(path.caller.clone()),
         );
-        if v.sampled() && v != Variant::Plain {
-            self.sampled_requests.fetch_add(1, Ordering::Relaxed);
-        }
+        self.expect_spans(v, 2);
         let fields: Vec<&str> = reply.split(' ').collect();
         let [traceparent, b3_trace, b3_sampled, server_trace] = fields[..] else {
             panic!("{v:?}: bad /check reply {reply:?}")
@@ -730,11 +729,16 @@ impl Setup {
             .unwrap_or_default()
     }
 
+    /// `spans` more spans exported if `v` is a sampled instrumented path.
+    fn expect_spans(&self, v: Variant, spans: u64) {
+        if v.sampled() && v != Variant::Plain {
+            self.expected_spans.fetch_add(spans, Ordering::Relaxed);
+        }
+    }
+
     /// `n` requests on one path, from inside its caller span; the time they took.
     fn run(&self, v: Variant, n: u64, url: &str) -> Duration {
-        if v.sampled() && v != Variant::Plain {
-            self.sampled_requests.fetch_add(n, Ordering::Relaxed);
-        }
+        self.expect_spans(v, 2 * n);
         let path = self.path(v);
         self.rt.block_on(
             async {
@@ -932,6 +936,9 @@ impl Setup {
                 })
             };
             let server_side = server_side(&router) - server_side(&plain_router);
+            // A client span per call on the client side, a server span per call on the
+            // server side, and the client span of the inject.
+            self.expect_spans(v, 2 * (n + 1) + 1);
             // Let the batch processor take the spans of the stages away.
             std::thread::sleep(Duration::from_millis(20));
             out.push(Stage {
@@ -946,8 +953,14 @@ impl Setup {
         out
     }
 
-    /// Flushes the exporter; returns (spans exported, sampled instrumented requests sent).
+    /// Flushes the exporter; returns (spans exported, spans expected).
     fn finish(self) -> (u64, u64) {
+        for v in Variant::ALL {
+            // The callers' spans end here; the plain path's caller is sampled too.
+            if v.sampled() {
+                self.expected_spans.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let exported = self.exporter.spans.clone();
         drop(self.paths);
         // Let the servers end the spans of the last responses.
@@ -959,7 +972,7 @@ impl Setup {
         let _ = self.provider.shutdown();
         self.rt.shutdown_background();
         self.servers.shutdown_background();
-        (exported, self.sampled_requests.load(Ordering::Relaxed))
+        (exported, self.expected_spans.load(Ordering::Relaxed))
     }
 }
 
@@ -1051,7 +1064,7 @@ struct Measured {
     stages: Vec<Stage>,
 }
 
-fn report(m: &Measured, exported: u64, sampled_requests: u64) {
+fn report(m: &Measured, exported: u64, expected: u64) {
     let base = 0;
     println!(
         "\n| path (per request, median) | criterion | added | {} alternating rounds of {}: \
@@ -1181,9 +1194,14 @@ fn report(m: &Measured, exported: u64, sampled_requests: u64) {
         );
     }
     println!(
-        "\nspans exported (and discarded): {exported} for {sampled_requests} sampled \
-         instrumented requests (2 expected per request, plus the caller spans and the \
-         per-stage counts' spans); none for unsampled requests"
+        "\nspans exported (and discarded): {exported} of {expected} expected (two per sampled \
+         request, the per-stage counts' and the callers'; none for unsampled requests){}",
+        match expected.checked_sub(exported) {
+            Some(0) => String::new(),
+            Some(missing) =>
+                format!("; {missing} dropped, as the batch processor does when its queue is full"),
+            None => format!("; {} MORE than expected", exported - expected),
+        }
     );
 }
 
@@ -1201,10 +1219,10 @@ fn main() {
     // Only after a real measurement of all paths (not under `cargo test --benches`, `--list`,
     // or a filter that leaves one out).
     let Some(criterion_medians) = measured else {
-        let (exported, sampled) = setup.finish();
+        let (exported, expected) = setup.finish();
         println!(
             "(hop paths not all measured in this run: no comparison; {exported} spans exported \
-             for {sampled} sampled requests)"
+             of {expected} expected)"
         );
         return;
     };
@@ -1214,7 +1232,7 @@ fn main() {
     let paired = setup.paired(rounds, round_requests);
     let allocs = setup.allocations(alloc_requests);
     let stages = setup.stages(alloc_requests);
-    let (exported, sampled_requests) = setup.finish();
+    let (exported, expected) = setup.finish();
     report(
         &Measured {
             criterion: criterion_medians,
@@ -1226,6 +1244,6 @@ fn main() {
             stages,
         },
         exported,
-        sampled_requests,
+        expected,
     );
 }
