@@ -492,9 +492,28 @@ impl Setup {
             .build();
         // INFO, as a service would run: without a level filter the TRACE events of hyper-util's
         // connection pool, emitted inside the client span, become span events.
+        // One tracing-opentelemetry layer for every path. By default it is configured as
+        // `meshtrace::init()` configures it (no code location, thread or busy/idle attributes
+        // on spans); `HOP_SPAN_EXTRAS=1` gives it tracing-opentelemetry's own defaults (all
+        // three), which cost both stacks the same per span.
+        let extras = std::env::var("HOP_SPAN_EXTRAS").is_ok_and(|v| v == "1");
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("bench"))
+            .with_location(extras)
+            .with_threads(extras)
+            .with_tracked_inactivity(extras);
+        println!(
+            "tracing-opentelemetry layer: {} (HOP_SPAN_EXTRAS={})",
+            if extras {
+                "its own defaults, with code location, threads and busy/idle times"
+            } else {
+                "as meshtrace::init() sets it up, without the per-span extras"
+            },
+            u8::from(extras)
+        );
         let subscriber = tracing_subscriber::registry()
             .with(LevelFilter::INFO)
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+            .with(otel);
         tracing::subscriber::set_global_default(subscriber).expect("first global subscriber");
         // opentelemetry's global propagator is the usual stack's; meshtrace's layers are
         // given theirs, so that neither path uses the other's.

@@ -9,9 +9,30 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+// The `Empty` fields of the spans below are never recorded: the attributes go through
+// `set_attribute`. They are declared because tracing-opentelemetry sizes a span's attribute
+// list by its number of fields; without them the list grows, allocation by allocation, as
+// the layers record the attributes every span gets.
+
 /// The span of a request this process serves.
 pub(crate) fn server_span(name: &str) -> Span {
-    tracing::info_span!(target: "meshtrace::server", "server", otel.name = name, otel.kind = "server")
+    use tracing::field::Empty;
+    tracing::info_span!(
+        target: "meshtrace::server",
+        "server",
+        otel.name = name,
+        otel.kind = "server",
+        http.request.method = Empty,
+        url.path = Empty,
+        http.route = Empty,
+        url.scheme = Empty,
+        server.address = Empty,
+        server.port = Empty,
+        network.protocol.version = Empty,
+        user_agent.original = Empty,
+        http.request.header.x_request_id = Empty,
+        http.response.status_code = Empty,
+    )
 }
 
 /// The span of a request whose caller decided not to sample it: no name yet, since naming
@@ -24,7 +45,19 @@ pub(crate) fn unnamed_server_span() -> Span {
 /// The span of a call this process makes.
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub(crate) fn client_span(name: &str) -> Span {
-    tracing::info_span!(target: "meshtrace::client", "client", otel.name = name, otel.kind = "client")
+    use tracing::field::Empty;
+    tracing::info_span!(
+        target: "meshtrace::client",
+        "client",
+        otel.name = name,
+        otel.kind = "client",
+        http.request.method = Empty,
+        server.address = Empty,
+        server.port = Empty,
+        url.full = Empty,
+        http.response.status_code = Empty,
+        meshtrace.reply.origin = Empty,
+    )
 }
 
 /// The method as the semantic conventions want it: one of the well-known methods, else

@@ -10,7 +10,7 @@ use crate::mesh::deadline::{Deadline, DeadlineError, DeadlineExt};
 use crate::propagation::passthrough::X_REQUEST_ID;
 use http::{HeaderMap, HeaderName, Request};
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use std::sync::Once;
 use std::time::Instant;
@@ -124,10 +124,12 @@ fn record_request<B>(span: &Span, req: &Request<B>, call: Call<'_>) {
             if let Some(route) = route {
                 span.set_attribute(semconv::HTTP_ROUTE, route.to_owned());
             }
-            span.set_attribute(
-                semconv::URL_SCHEME,
-                req.uri().scheme_str().unwrap_or("http").to_owned(),
-            );
+            let scheme: Value = match req.uri().scheme_str() {
+                None | Some("http") => "http".into(),
+                Some("https") => "https".into(),
+                Some(other) => other.to_owned().into(),
+            };
+            span.set_attribute(semconv::URL_SCHEME, scheme);
         }
     }
     if let Some((host, port)) = span::server_host_port(req.uri(), headers) {
