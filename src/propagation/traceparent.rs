@@ -178,18 +178,27 @@ fn valid_value(value: &[u8]) -> bool {
             .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
 }
 
-/// Non-empty members of the combined lines, trimmed.
-fn raw_members<'a>(lines: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
-    lines
-        .iter()
-        .flat_map(|line| line.split(|&b| b == b','))
-        .map(ows::trim)
-        .filter(|m| !m.is_empty())
-}
-
 /// Splits a member at its first `=`, checking key and value; both are printable ASCII after.
 #[inline]
-fn split_member(member: &[u8]) -> Result<(&str, &str), TracestateError> {
+fn split_member(member: &str) -> Result<(&str, &str), TracestateError> {
+    let eq = member
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b'=')
+        .ok_or(TracestateError::MissingEquals)?;
+    // `=` is ASCII, so this is a character boundary.
+    let (key, value) = (&member[..eq], &member[eq + 1..]);
+    if !valid_key(key.as_bytes()) {
+        return Err(TracestateError::InvalidKey);
+    }
+    if !valid_value(value.as_bytes()) {
+        return Err(TracestateError::InvalidValue);
+    }
+    Ok((key, value))
+}
+
+/// [`split_member`] for a member that may not be UTF-8.
+fn split_member_bytes(member: &[u8]) -> Result<(&str, &str), TracestateError> {
     let eq = member
         .iter()
         .position(|&b| b == b'=')
@@ -219,22 +228,54 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Validates every member of the combined lines (at most 32 as received, duplicates
-/// counted), keeping the first occurrence of each key.
+impl<'a> Members<'a> {
+    /// Counts one more member received, and keeps it unless its key came before.
+    #[inline]
+    fn add(
+        &mut self,
+        received: &mut usize,
+        split: impl FnOnce() -> Result<(&'a str, &'a str), TracestateError>,
+    ) -> Result<(), TracestateError> {
+        if *received == MAX_TRACESTATE_MEMBERS {
+            return Err(TracestateError::TooManyMembers);
+        }
+        *received += 1;
+        let (key, value) = split()?;
+        // At most 32 members, so comparing with the earlier keys stays cheap.
+        if !self.as_slice().iter().any(|&(k, _)| k == key) {
+            self.kv[self.n] = (key, value);
+            self.n += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Validates every non-empty member of the combined lines, trimmed (at most 32 as
+/// received, duplicates counted), keeping the first occurrence of each key.
 fn members<'a>(lines: &'a [&'a [u8]]) -> Result<Members<'a>, TracestateError> {
     let mut m = Members {
         kv: [("", ""); MAX_TRACESTATE_MEMBERS],
         n: 0,
     };
-    for (received, member) in raw_members(lines).enumerate() {
-        if received == MAX_TRACESTATE_MEMBERS {
-            return Err(TracestateError::TooManyMembers);
-        }
-        let (key, value) = split_member(member)?;
-        // At most 32 members, so comparing with the earlier keys stays cheap.
-        if !m.as_slice().iter().any(|&(k, _)| k == key) {
-            m.kv[m.n] = (key, value);
-            m.n += 1;
+    let mut received = 0;
+    for line in lines {
+        // A line that is UTF-8 as a whole is checked once; else each member is checked as
+        // bytes (a valid member is printable ASCII).
+        match std::str::from_utf8(line) {
+            Ok(text) => {
+                for member in text.split(',').map(ows::trim_str) {
+                    if !member.is_empty() {
+                        m.add(&mut received, || split_member(member))?;
+                    }
+                }
+            }
+            Err(_) => {
+                for member in line.split(|&b| b == b',').map(ows::trim) {
+                    if !member.is_empty() {
+                        m.add(&mut received, || split_member_bytes(member))?;
+                    }
+                }
+            }
         }
     }
     Ok(m)
