@@ -128,7 +128,8 @@ impl ReceivedTracestate {
     }
 }
 
-/// The `baggage` lines as received (joined), and a context holding the [`Baggage`] they were
+/// The `baggage` lines as received (joined; the received header value itself when it came on
+/// one line, so that forwarding it copies nothing), and a context holding the [`Baggage`] they were
 /// parsed into.
 ///
 /// Holding that context keeps the `Baggage` allocation alive, so no other baggage can ever
@@ -138,14 +139,14 @@ impl ReceivedTracestate {
 /// [`Baggage`]: opentelemetry::baggage::Baggage
 #[derive(Clone)]
 pub(super) struct ReceivedBaggage {
-    pub(super) raw: bytes::Bytes,
+    pub(super) raw: HeaderValue,
     pub(super) parsed: Context,
 }
 
 impl ReceivedBaggage {
     /// The received bytes, if `cx` still carries the baggage they were parsed into.
-    pub(super) fn unchanged_in(&self, cx: &Context) -> Option<&[u8]> {
-        std::ptr::eq(self.parsed.baggage(), cx.baggage()).then_some(&self.raw[..])
+    pub(super) fn unchanged_in(&self, cx: &Context) -> Option<&HeaderValue> {
+        std::ptr::eq(self.parsed.baggage(), cx.baggage()).then_some(&self.raw)
     }
 }
 

@@ -67,6 +67,9 @@ impl<'a> Lines<'a> {
 struct Raw<'a> {
     trace: TraceHeaders<'a>,
     baggage: Lines<'a>,
+    /// The `baggage` header when it came on one line of a `HeaderMap`: kept as is (a
+    /// reference count) to be forwarded if the application leaves the baggage unchanged.
+    baggage_value: Option<&'a HeaderValue>,
     /// `uberctx-*` members (key without the prefix, raw value).
     uberctx: Prefixed<'a>,
     /// `ot-baggage-*` members.
@@ -192,7 +195,17 @@ impl MeshPropagator {
             }
             name::BAGGAGE => {
                 if ex.contains(Format::Baggage) {
-                    raw.baggage = Lines::read(bytes, baggage::MAX_BYTES, usize::MAX);
+                    let mut first = None;
+                    raw.baggage = Lines::read(
+                        lines
+                            .inspect(|v| {
+                                first.get_or_insert(*v);
+                            })
+                            .map(HeaderValue::as_bytes),
+                        baggage::MAX_BYTES,
+                        usize::MAX,
+                    );
+                    raw.baggage_value = first.filter(|_| matches!(raw.baggage, Lines::One(_)));
                 }
             }
             // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
@@ -389,7 +402,11 @@ impl MeshPropagator {
             ),
             (raw.ot_baggage, ottrace::decode_baggage_value),
         ];
-        out = with_baggage(out, raw.baggage.as_slice(), prefixed, &mut mesh);
+        let lines = Received {
+            lines: raw.baggage.as_slice(),
+            value: raw.baggage_value,
+        };
+        out = with_baggage(out, lines, prefixed, &mut mesh);
         if !mesh.is_empty() {
             out = out.with_value(mesh);
         }
@@ -499,13 +516,14 @@ type Decode = fn(&[u8]) -> Option<String>;
 /// unchanged baggage goes out byte-for-byte.
 fn with_baggage(
     out: Context,
-    lines: &[&[u8]],
+    received: Received<'_, '_>,
     prefixed: [(Prefixed<'_>, Decode); 2],
     mesh: &mut MeshContext,
 ) -> Context {
     let no_prefixed = prefixed
         .iter()
         .all(|(p, _)| p.members.is_empty() && p.dropped == 0);
+    let lines = received.lines;
     if lines.is_empty() && no_prefixed {
         return out;
     }
@@ -528,15 +546,27 @@ fn with_baggage(
     let out = out.with_baggage(baggage);
     // Kept only when whole and valid, so never more than 8192 bytes.
     if dropped == 0 && !parsed.truncated && unchanged && !lines.is_empty() {
-        mesh.baggage_received = Some(ReceivedBaggage {
-            raw: match lines {
-                [one] => bytes::Bytes::copy_from_slice(one),
-                many => many.join(&b","[..]).into(),
-            },
-            parsed: out.clone(),
-        });
+        // Every member was valid, so the lines are visible ASCII, spaces and tabs: a
+        // header value.
+        let raw = match (received.value, lines) {
+            (Some(value), [_]) => Ok(value.clone()),
+            (_, [one]) => HeaderValue::from_bytes(one),
+            (_, many) => HeaderValue::from_maybe_shared(bytes::Bytes::from(many.join(&b","[..]))),
+        };
+        if let Ok(raw) = raw {
+            mesh.baggage_received = Some(ReceivedBaggage {
+                raw,
+                parsed: out.clone(),
+            });
+        }
     }
     out
+}
+
+/// The `baggage` lines, and the header value itself when they are its one line.
+struct Received<'l, 'a> {
+    lines: &'l [&'a [u8]],
+    value: Option<&'a HeaderValue>,
 }
 
 /// Adds the members whose key `baggage` lacks, within [`baggage::MAX_MEMBERS`] and
