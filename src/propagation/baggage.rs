@@ -112,29 +112,73 @@ fn valid_properties(props: &str) -> bool {
     })
 }
 
-/// Splits a member (`key=value;prop;prop=v`) at its first `=` and first `;` in one pass,
-/// and checks every part: the key, the still percent-encoded value, and the properties.
+/// The parts of a valid member: key, value still percent-encoded, properties, and how many
+/// `%` the value holds (none: the value needs no decoding).
+type Parts<'a> = (&'a str, &'a str, &'a str, usize);
+
+/// Splits a member (`key=value;prop;prop=v`) and checks every part: the key, the still
+/// percent-encoded value, and the properties. One pass over the bytes for the common shape
+/// (`key`, optional whitespace, `=`, optional whitespace, value, optional whitespace, then
+/// the end or `;`); anything else goes to [`split_member_slow`], which tells the error.
 #[inline]
-fn split_member(member: &str) -> Result<(&str, &str, &str), BaggageError> {
+fn split_member(member: &str) -> Result<Parts<'_>, BaggageError> {
     let bytes = member.as_bytes();
-    let (mut eq, mut end) = (None, bytes.len());
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b';' {
-            end = i;
-            break;
+    let ows = |i: &mut usize| {
+        while *i < bytes.len() && matches!(bytes[*i], b' ' | b'\t') {
+            *i += 1;
         }
-        if b == b'=' && eq.is_none() {
-            eq = Some(i);
-        }
-    }
-    let eq = eq.ok_or(BaggageError::MissingEquals)?;
-    // `=` and `;` are ASCII, so these are character boundaries.
-    let key = ows::trim_str(&member[..eq]);
-    let value = ows::trim_str(&member[eq + 1..end]);
-    let properties = match member.get(end + 1..) {
-        Some(props) => ows::trim_str(props),
-        None => "",
     };
+    let mut i = 0;
+    ows(&mut i);
+    let key_start = i;
+    while i < bytes.len() && is_tchar(bytes[i]) {
+        i += 1;
+    }
+    let key_end = i;
+    ows(&mut i);
+    if key_end == key_start || bytes.get(i) != Some(&b'=') {
+        return split_member_slow(member);
+    }
+    i += 1;
+    ows(&mut i);
+    let value_start = i;
+    let mut percents = 0;
+    while i < bytes.len() && is_baggage_octet(bytes[i]) {
+        percents += usize::from(bytes[i] == b'%');
+        i += 1;
+    }
+    let value_end = i;
+    ows(&mut i);
+    let properties = match bytes.get(i) {
+        None => "",
+        Some(b';') => {
+            let props = ows::trim_str(&member[i + 1..]);
+            if !props.is_empty() && !valid_properties(props) {
+                return Err(BaggageError::InvalidProperty);
+            }
+            props
+        }
+        Some(_) => return split_member_slow(member),
+    };
+    // Every index is at an ASCII byte, so at a character boundary.
+    Ok((
+        &member[key_start..key_end],
+        &member[value_start..value_end],
+        properties,
+        percents,
+    ))
+}
+
+/// [`split_member`] for any member: splits at the first `;`, then at the first `=` before
+/// it, and tells which part is invalid.
+#[cold]
+fn split_member_slow(member: &str) -> Result<Parts<'_>, BaggageError> {
+    let (kv, properties) = match member.split_once(';') {
+        Some((kv, props)) => (kv, ows::trim_str(props)),
+        None => (member, ""),
+    };
+    let (key, value) = kv.split_once('=').ok_or(BaggageError::MissingEquals)?;
+    let (key, value) = (ows::trim_str(key), ows::trim_str(value));
     if !valid_token(key) {
         return Err(BaggageError::InvalidKey);
     }
@@ -144,7 +188,22 @@ fn split_member(member: &str) -> Result<(&str, &str, &str), BaggageError> {
     if !properties.is_empty() && !valid_properties(properties) {
         return Err(BaggageError::InvalidProperty);
     }
-    Ok((key, value, properties))
+    Ok((
+        key,
+        value,
+        properties,
+        value.bytes().filter(|&b| b == b'%').count(),
+    ))
+}
+
+/// The value of a member, percent-decoded when it holds a `%`.
+#[inline]
+fn decode_value(value: &str, percents: usize) -> String {
+    if percents == 0 {
+        value.to_owned()
+    } else {
+        percent::decode(value)
+    }
 }
 
 /// Parses one list member (`key=value;prop;prop=v`).
@@ -155,10 +214,10 @@ fn split_member(member: &str) -> Result<(&str, &str, &str), BaggageError> {
 /// assert_eq!((m.key, m.value.as_str(), m.properties), ("user", "a b=c", "ttl=3"));
 /// ```
 pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
-    let (key, value, properties) = split_member(member)?;
+    let (key, value, properties, percents) = split_member(member)?;
     Ok(Member {
         key,
-        value: percent::decode(value),
+        value: decode_value(value, percents),
         properties,
     })
 }
@@ -257,7 +316,7 @@ impl ParsedBaggage {
         if trimmed.is_empty() {
             return true;
         }
-        let Ok((key, value, properties)) = split_member(trimmed) else {
+        let Ok((key, value, properties, percents)) = split_member(trimmed) else {
             self.dropped += 1;
             return true;
         };
@@ -267,7 +326,7 @@ impl ParsedBaggage {
         }
         self.baggage.insert_with_metadata(
             Key::from(key.to_owned()),
-            StringValue::from(percent::decode(value)),
+            StringValue::from(decode_value(value, percents)),
             BaggageMetadata::from(properties),
         );
         true

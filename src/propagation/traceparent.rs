@@ -251,12 +251,9 @@ impl<'a> Members<'a> {
 }
 
 /// Validates every non-empty member of the combined lines, trimmed (at most 32 as
-/// received, duplicates counted), keeping the first occurrence of each key.
-fn members<'a>(lines: &'a [&'a [u8]]) -> Result<Members<'a>, TracestateError> {
-    let mut m = Members {
-        kv: [("", ""); MAX_TRACESTATE_MEMBERS],
-        n: 0,
-    };
+/// received, duplicates counted), keeping the first occurrence of each key, into `m` (empty):
+/// filled in place, as the list is a kilobyte of slices, not worth moving.
+fn members<'a>(lines: &'a [&'a [u8]], m: &mut Members<'a>) -> Result<(), TracestateError> {
     let mut received = 0;
     for line in lines {
         // A line that is UTF-8 as a whole is checked once; else each member is checked as
@@ -278,7 +275,7 @@ fn members<'a>(lines: &'a [&'a [u8]]) -> Result<Members<'a>, TracestateError> {
             }
         }
     }
-    Ok(m)
+    Ok(())
 }
 
 /// Parses the `tracestate` header lines, combined in order; a key's later duplicates are
@@ -313,7 +310,11 @@ pub(crate) fn read_tracestate(
     if joined > MAX_TRACESTATE_BYTES + 1 {
         return Err(TracestateError::TooLong);
     }
-    let m = members(lines)?;
+    let mut m = Members {
+        kv: [("", ""); MAX_TRACESTATE_MEMBERS],
+        n: 0,
+    };
+    members(lines, &mut m)?;
     let kv = m.as_slice();
     if kv.is_empty() {
         return Ok((TraceState::NONE, None));
