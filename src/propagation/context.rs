@@ -104,9 +104,28 @@ pub struct MeshContext {
     /// of it (Level 2 keys), so that a trace state the application did not change goes out
     /// whole.
     pub(super) tracestate_received: Option<ReceivedTracestate>,
+    /// The `tracestate` line received (on one line of a `HeaderMap`), when it is exactly what
+    /// writing its trace state gives: inject sends it again as it is (a reference count)
+    /// while the outgoing span context's trace state has the same members.
+    pub(super) tracestate_line: TracestateLine,
     /// The X-Ray fields to pass on (`Lineage`, ...) and the trace they belong to.
     pub(super) xray_other: Option<(TraceId, String)>,
 }
+
+/// The `tracestate` line received, kept only when it is exactly what writing the trace
+/// state made from it gives (see [`MeshContext`]). It carries nothing the trace state does
+/// not: it only saves inject the writing, and only the `HeaderMap` path keeps it (it is the
+/// received `HeaderValue`, a reference count), so it plays no part in equality.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TracestateLine(pub(super) Option<HeaderValue>);
+
+impl PartialEq for TracestateLine {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TracestateLine {}
 
 /// A `tracestate` list opentelemetry's [`TraceState`] could not hold whole: the list as
 /// received (valid members joined by `,`), with the trace it came with and the trace state
@@ -214,6 +233,7 @@ impl MeshContext {
             && self.errors.is_empty()
             && self.baggage_received.is_none()
             && self.tracestate_received.is_none()
+            && self.tracestate_line.0.is_none()
             && self.xray_other.is_none()
     }
 }

@@ -4,7 +4,9 @@
 //! `baggage` members first, then the `uberctx-*` and `ot-baggage-*` ones for keys it lacks.
 
 use super::b3::{self, MultiHeaders, B3};
-use super::context::{ExtractError, MeshContext, ReceivedBaggage, ReceivedTracestate};
+use super::context::{
+    ExtractError, MeshContext, ReceivedBaggage, ReceivedTracestate, TracestateLine,
+};
 use super::format::{name, Format};
 use super::ottrace::{self, OtHeaders};
 use super::passthrough::PassThrough;
@@ -125,6 +127,8 @@ impl<'a> Prefixed<'a> {
 struct TraceHeaders<'a> {
     traceparent: Lines<'a>,
     tracestate: Lines<'a>,
+    /// The `tracestate` header when it came on one line of a `HeaderMap`.
+    tracestate_value: Option<&'a HeaderValue>,
     b3: Option<&'a [u8]>,
     multi: MultiHeaders<'a>,
     jaeger: Option<&'a [u8]>,
@@ -189,8 +193,17 @@ impl MeshPropagator {
             }
             name::TRACESTATE => {
                 if ex.contains(Format::TraceContext) {
-                    t.tracestate =
-                        Lines::read(bytes, traceparent::MAX_TRACESTATE_BYTES, usize::MAX);
+                    let mut first = None;
+                    t.tracestate = Lines::read(
+                        lines
+                            .inspect(|v| {
+                                first.get_or_insert(*v);
+                            })
+                            .map(HeaderValue::as_bytes),
+                        traceparent::MAX_TRACESTATE_BYTES,
+                        usize::MAX,
+                    );
+                    t.tracestate_value = first.filter(|_| matches!(t.tracestate, Lines::One(_)));
                 }
             }
             name::BAGGAGE => {
@@ -432,13 +445,20 @@ impl TraceHeaders<'_> {
             match parsed {
                 // tracestate is read only with a valid traceparent.
                 Ok(tp) => {
-                    let (trace_state, whole) = traceparent::read_tracestate(
-                        self.tracestate.as_slice(),
-                    )
-                    .unwrap_or_else(|e| {
-                        errors.push(e.into());
-                        (TraceState::NONE, None)
-                    });
+                    let (trace_state, whole) =
+                        match traceparent::read_tracestate(self.tracestate.as_slice()) {
+                            Ok(read) => {
+                                if read.as_written {
+                                    mesh.tracestate_line =
+                                        TracestateLine(self.tracestate_value.cloned());
+                                }
+                                (read.held, read.whole)
+                            }
+                            Err(e) => {
+                                errors.push(e.into());
+                                (TraceState::NONE, None)
+                            }
+                        };
                     if let Some(whole) = whole {
                         cands.put_tracestate_received(ReceivedTracestate {
                             trace_id: TraceId::from(tp.trace_id),

@@ -141,6 +141,14 @@ fn put_traceparent(
             flags,
         ))
     });
+    // The line received, when writing this trace state would give the same bytes.
+    let line = mesh
+        .and_then(|m| m.tracestate_line.0.as_ref())
+        .filter(|line| traceparent::is_written_as(sc.trace_state(), line.as_bytes()));
+    if let Some(line) = line {
+        out.put_value(&format::TRACESTATE, line);
+        return;
+    }
     out.put(&format::TRACESTATE, |buf| {
         match mesh.and_then(|m| m.tracestate_received.as_ref()?.unchanged_in(sc)) {
             Some(whole) => buf.extend_from_slice(whole),
