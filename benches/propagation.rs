@@ -16,7 +16,7 @@ mod common;
 use common::median_ns;
 
 use criterion::{criterion_group, BatchSize, Criterion};
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use meshtrace::{Format, MeshPropagator};
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
@@ -26,8 +26,59 @@ use opentelemetry_aws::trace::XrayPropagator;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3Propagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
+
+/// Counts every allocation (and reallocation) the process makes, so that the report can give
+/// allocations per operation: unlike times, they do not drift with the machine's load.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(new_size as u64, Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations and allocated bytes per call of `op`, averaged over `n` calls; what `setup`
+/// makes for each call (and what dropping the result frees) is not counted.
+fn allocs_per_op<S, R>(
+    n: u64,
+    mut setup: impl FnMut() -> S,
+    mut op: impl FnMut(&mut S) -> R,
+) -> (f64, f64) {
+    let (mut count, mut bytes) = (0, 0);
+    for _ in 0..n {
+        let mut input = setup();
+        let (c0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+        let out = black_box(op(&mut input));
+        count += ALLOCS.load(Relaxed) - c0;
+        bytes += BYTES.load(Relaxed) - b0;
+        drop(out);
+    }
+    (count as f64 / n as f64, bytes as f64 / n as f64)
+}
 
 /// One request as an Istio sidecar delivers it to the application.
 fn istio_request() -> HeaderMap {
@@ -68,10 +119,24 @@ fn istio_request() -> HeaderMap {
     h
 }
 
+/// The pass-through values of a request, found before the floor is timed: finding them is
+/// part of what an extractor does, not of building its output.
+fn pass_through_values(headers: &HeaderMap) -> [HeaderValue; 2] {
+    [
+        headers["x-request-id"].clone(),
+        headers["x-ot-span-context"].clone(),
+    ]
+}
+
 /// The floor of any extractor that returns opentelemetry types: build the same Context
 /// (remote span context with a two-member TraceState, three-member Baggage, one more
-/// context value holding the pass-through headers) from values already parsed. No parsing.
-fn build_output_only(empty: &Context, headers: &HeaderMap) -> Context {
+/// context value holding the pass-through headers) from values already parsed. No parsing,
+/// no header lookup: the pass-through values are given, their names are constants (a
+/// `HeaderValue` clone is a reference count), and each opentelemetry value is built the
+/// cheapest way its public API allows.
+fn build_output_only(empty: &Context, pass_through: &[HeaderValue; 2]) -> Context {
+    const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    const X_OT_SPAN_CONTEXT: HeaderName = HeaderName::from_static("x-ot-span-context");
     let mut baggage = Baggage::new();
     baggage.insert_with_metadata(String::from("userId"), String::from("alice"), "");
     baggage.insert_with_metadata(String::from("serverNode"), String::from("DF 28"), "");
@@ -87,14 +152,8 @@ fn build_output_only(empty: &Context, headers: &HeaderMap) -> Context {
         trace_state,
     );
     let pass_through = vec![
-        (
-            HeaderName::from_static("x-request-id"),
-            headers["x-request-id"].clone(),
-        ),
-        (
-            HeaderName::from_static("x-ot-span-context"),
-            headers["x-ot-span-context"].clone(),
-        ),
+        (X_REQUEST_ID, pass_through[0].clone()),
+        (X_OT_SPAN_CONTEXT, pass_through[1].clone()),
     ];
     empty
         .with_remote_span_context(span_context)
@@ -271,8 +330,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("meshtrace_textmap", |b| {
         b.iter(|| mesh.extract_with_context(&empty, &HeaderExtractor(black_box(&headers))))
     });
+    let pass_through = pass_through_values(&headers);
     g.bench_function("floor", |b| {
-        b.iter(|| build_output_only(&empty, black_box(&headers)))
+        b.iter(|| build_output_only(&empty, black_box(&pass_through)))
     });
     g.finish();
 
@@ -382,12 +442,121 @@ fn report(since: SystemTime) {
     }
 }
 
+/// Allocations per extract and per inject of the Istio request, counted outside criterion's
+/// timing: the baseline, both meshtrace paths and the floor.
+fn report_allocations() {
+    const N: u64 = 1000;
+    let headers = istio_request();
+    let base = baseline();
+    let mesh = MeshPropagator::istio();
+    let empty = Context::new();
+    let base_cx = base.extract_with_context(&empty, &HeaderExtractor(&headers));
+    let mesh_cx = mesh.extract_from_headers_with_context(&empty, &headers);
+    let pass_through = pass_through_values(&headers);
+    let none = || ();
+    let extract = [
+        allocs_per_op(N, none, |_| {
+            base.extract_with_context(&empty, &HeaderExtractor(&headers))
+        }),
+        allocs_per_op(N, none, |_| {
+            mesh.extract_from_headers_with_context(&empty, &headers)
+        }),
+        allocs_per_op(N, none, |_| {
+            mesh.extract_with_context(&empty, &HeaderExtractor(&headers))
+        }),
+        allocs_per_op(N, none, |_| build_output_only(&empty, &pass_through)),
+    ];
+    let out = || HeaderMap::with_capacity(32);
+    let inject = [
+        allocs_per_op(N, out, |h| {
+            base.inject_context(&base_cx, &mut HeaderInjector(h))
+        }),
+        allocs_per_op(N, out, |h| mesh.inject_into_headers(&mesh_cx, h)),
+        allocs_per_op(N, out, |h| {
+            mesh.inject_context(&mesh_cx, &mut HeaderInjector(h))
+        }),
+    ];
+    println!("\n| allocations per call (bytes) | baseline | meshtrace HeaderMap | meshtrace TextMap | floor |");
+    println!("|---|---|---|---|---|");
+    let cell = |(n, b): (f64, f64)| format!("{n:.1} ({b:.0} B)");
+    println!(
+        "| extract | {} | {} | {} | {} |",
+        cell(extract[0]),
+        cell(extract[1]),
+        cell(extract[2]),
+        cell(extract[3])
+    );
+    println!(
+        "| inject | {} | {} | {} | - |",
+        cell(inject[0]),
+        cell(inject[1]),
+        cell(inject[2])
+    );
+}
+
+/// `PROPAGATION_PROFILE=allocations` prints only the allocation table.
+/// `PROPAGATION_PROFILE=<group>/<name> [PROPAGATION_PROFILE_N=n]`: runs one operation of the
+/// Istio request `n` times (default 100,000) with no criterion around it, for
+/// `valgrind --tool=callgrind` (instruction counts stay stable on a loaded machine).
+fn profile(op: &str) {
+    let n: u64 = std::env::var("PROPAGATION_PROFILE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let headers = istio_request();
+    let base = baseline();
+    let mesh = MeshPropagator::istio();
+    let empty = Context::new();
+    let base_cx = base.extract_with_context(&empty, &HeaderExtractor(&headers));
+    let mesh_cx = mesh.extract_from_headers_with_context(&empty, &headers);
+    let pass_through = pass_through_values(&headers);
+    let headers = black_box(&headers);
+    for _ in 0..n {
+        match op {
+            "extract/baseline" => {
+                black_box(base.extract_with_context(&empty, &HeaderExtractor(headers)));
+            }
+            "extract/meshtrace_headermap" => {
+                black_box(mesh.extract_from_headers_with_context(&empty, headers));
+            }
+            "extract/meshtrace_textmap" => {
+                black_box(mesh.extract_with_context(&empty, &HeaderExtractor(headers)));
+            }
+            "extract/floor" => {
+                black_box(build_output_only(&empty, black_box(&pass_through)));
+            }
+            "inject/baseline" => {
+                let mut out = HeaderMap::with_capacity(32);
+                base.inject_context(&base_cx, &mut HeaderInjector(&mut out));
+                black_box(out);
+            }
+            "inject/meshtrace_headermap" => {
+                let mut out = HeaderMap::with_capacity(32);
+                mesh.inject_into_headers(&mesh_cx, &mut out);
+                black_box(out);
+            }
+            "inject/meshtrace_textmap" => {
+                let mut out = HeaderMap::with_capacity(32);
+                mesh.inject_context(&mesh_cx, &mut HeaderInjector(&mut out));
+                black_box(out);
+            }
+            other => panic!("unknown operation {other}"),
+        }
+    }
+}
+
 criterion_group!(benches, bench, bench_formats);
 
 fn main() {
+    match std::env::var("PROPAGATION_PROFILE").as_deref() {
+        Ok("allocations") => return report_allocations(),
+        Ok(op) => return profile(op),
+        Err(_) => {}
+    }
     let since = SystemTime::now();
     benches();
     Criterion::default().configure_from_args().final_summary();
     report(since);
+    report_allocations();
     report_hostile(since);
 }

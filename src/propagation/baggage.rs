@@ -46,17 +46,56 @@ pub struct Member<'a> {
     pub properties: &'a str,
 }
 
+/// Byte classes of the baggage grammar, looked up once per byte.
+const TCHAR: u8 = 1;
+const OCTET: u8 = 2;
+
+const fn class_of(b: u8) -> u8 {
+    let tchar = b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        );
+    // `baggage-octet` of the W3C grammar: printable ASCII but space, `"`, `,`, `;` and `\`.
+    let octet = matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e);
+    (if tchar { TCHAR } else { 0 }) | (if octet { OCTET } else { 0 })
+}
+
+static CLASS: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = class_of(i as u8);
+        i += 1;
+    }
+    table
+};
+
 #[inline]
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    CLASS[usize::from(b)] & TCHAR != 0
 }
 
 /// `baggage-octet` of the W3C grammar: printable ASCII but space, `"`, `,`, `;` and `\`.
 #[inline]
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+    CLASS[usize::from(b)] & OCTET != 0
 }
 
+#[inline]
 fn valid_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_tchar)
 }
@@ -73,14 +112,67 @@ fn valid_properties(props: &str) -> bool {
     })
 }
 
-/// Parses one list member (`key=value;prop;prop=v`).
-///
-/// ```
-/// use meshtrace::propagation::baggage::parse_member;
-/// let m = parse_member(" user=a%20b=c ;ttl=3 ").unwrap();
-/// assert_eq!((m.key, m.value.as_str(), m.properties), ("user", "a b=c", "ttl=3"));
-/// ```
-pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
+/// The parts of a valid member: key, value still percent-encoded, properties, and how many
+/// `%` the value holds (none: the value needs no decoding).
+type Parts<'a> = (&'a str, &'a str, &'a str, usize);
+
+/// Splits a member (`key=value;prop;prop=v`) and checks every part: the key, the still
+/// percent-encoded value, and the properties. One pass over the bytes for the common shape
+/// (`key`, optional whitespace, `=`, optional whitespace, value, optional whitespace, then
+/// the end or `;`); anything else goes to [`split_member_slow`], which tells the error.
+#[inline]
+fn split_member(member: &str) -> Result<Parts<'_>, BaggageError> {
+    let bytes = member.as_bytes();
+    let ows = |i: &mut usize| {
+        while *i < bytes.len() && matches!(bytes[*i], b' ' | b'\t') {
+            *i += 1;
+        }
+    };
+    let mut i = 0;
+    ows(&mut i);
+    let key_start = i;
+    while i < bytes.len() && is_tchar(bytes[i]) {
+        i += 1;
+    }
+    let key_end = i;
+    ows(&mut i);
+    if key_end == key_start || bytes.get(i) != Some(&b'=') {
+        return split_member_slow(member);
+    }
+    i += 1;
+    ows(&mut i);
+    let value_start = i;
+    let mut percents = 0;
+    while i < bytes.len() && is_baggage_octet(bytes[i]) {
+        percents += usize::from(bytes[i] == b'%');
+        i += 1;
+    }
+    let value_end = i;
+    ows(&mut i);
+    let properties = match bytes.get(i) {
+        None => "",
+        Some(b';') => {
+            let props = ows::trim_str(&member[i + 1..]);
+            if !props.is_empty() && !valid_properties(props) {
+                return Err(BaggageError::InvalidProperty);
+            }
+            props
+        }
+        Some(_) => return split_member_slow(member),
+    };
+    // Every index is at an ASCII byte, so at a character boundary.
+    Ok((
+        &member[key_start..key_end],
+        &member[value_start..value_end],
+        properties,
+        percents,
+    ))
+}
+
+/// [`split_member`] for any member: splits at the first `;`, then at the first `=` before
+/// it, and tells which part is invalid.
+#[cold]
+fn split_member_slow(member: &str) -> Result<Parts<'_>, BaggageError> {
     let (kv, properties) = match member.split_once(';') {
         Some((kv, props)) => (kv, ows::trim_str(props)),
         None => (member, ""),
@@ -96,9 +188,36 @@ pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
     if !properties.is_empty() && !valid_properties(properties) {
         return Err(BaggageError::InvalidProperty);
     }
+    Ok((
+        key,
+        value,
+        properties,
+        value.bytes().filter(|&b| b == b'%').count(),
+    ))
+}
+
+/// The value of a member, percent-decoded when it holds a `%`.
+#[inline]
+fn decode_value(value: &str, percents: usize) -> String {
+    if percents == 0 {
+        value.to_owned()
+    } else {
+        percent::decode(value)
+    }
+}
+
+/// Parses one list member (`key=value;prop;prop=v`).
+///
+/// ```
+/// use meshtrace::propagation::baggage::parse_member;
+/// let m = parse_member(" user=a%20b=c ;ttl=3 ").unwrap();
+/// assert_eq!((m.key, m.value.as_str(), m.properties), ("user", "a b=c", "ttl=3"));
+/// ```
+pub fn parse_member(member: &str) -> Result<Member<'_>, BaggageError> {
+    let (key, value, properties, percents) = split_member(member)?;
     Ok(Member {
         key,
-        value: percent::decode(value),
+        value: decode_value(value, percents),
         properties,
     })
 }
@@ -158,30 +277,58 @@ pub fn parse_baggage(lines: &[&[u8]]) -> ParsedBaggage {
 impl ParsedBaggage {
     /// Reads the members of `segment`; false (and `truncated`) when a 65th member came.
     fn read_members(&mut self, segment: &[u8]) -> bool {
-        for raw in segment.split(|&b| b == b',') {
-            // A member that is not UTF-8 cannot be valid: the grammar is ASCII.
-            let Ok(raw) = std::str::from_utf8(raw) else {
-                self.dropped += 1;
-                continue;
-            };
-            let trimmed = ows::trim_str(raw);
-            if trimmed.is_empty() {
-                continue;
+        // A member that is not UTF-8 cannot be valid (the grammar is ASCII): a line that is
+        // UTF-8 as a whole is checked once, else member by member.
+        if let Ok(text) = std::str::from_utf8(segment) {
+            let mut rest = text;
+            loop {
+                let (raw, next) = match rest.as_bytes().iter().position(|&b| b == b',') {
+                    // `,` is ASCII, so these are character boundaries.
+                    Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                    None => (rest, None),
+                };
+                if !self.read_member(raw) {
+                    return false;
+                }
+                match next {
+                    Some(next) => rest = next,
+                    None => return true,
+                }
             }
-            let Ok(member) = parse_member(trimmed) else {
-                self.dropped += 1;
-                continue;
-            };
-            if self.baggage.len() == MAX_MEMBERS && self.baggage.get(member.key).is_none() {
-                self.truncated = true;
-                return false;
-            }
-            self.baggage.insert_with_metadata(
-                Key::from(member.key.to_owned()),
-                StringValue::from(member.value),
-                BaggageMetadata::from(member.properties),
-            );
         }
+        for raw in segment.split(|&b| b == b',') {
+            match std::str::from_utf8(raw) {
+                Ok(raw) => {
+                    if !self.read_member(raw) {
+                        return false;
+                    }
+                }
+                Err(_) => self.dropped += 1,
+            }
+        }
+        true
+    }
+
+    /// Reads one member; false (and `truncated`) when it would be a 65th.
+    #[inline]
+    fn read_member(&mut self, raw: &str) -> bool {
+        let trimmed = ows::trim_str(raw);
+        if trimmed.is_empty() {
+            return true;
+        }
+        let Ok((key, value, properties, percents)) = split_member(trimmed) else {
+            self.dropped += 1;
+            return true;
+        };
+        if self.baggage.len() == MAX_MEMBERS && self.baggage.get(key).is_none() {
+            self.truncated = true;
+            return false;
+        }
+        self.baggage.insert_with_metadata(
+            Key::from(key.to_owned()),
+            StringValue::from(decode_value(value, percents)),
+            BaggageMetadata::from(properties),
+        );
         true
     }
 }

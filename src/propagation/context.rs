@@ -104,9 +104,28 @@ pub struct MeshContext {
     /// of it (Level 2 keys), so that a trace state the application did not change goes out
     /// whole.
     pub(super) tracestate_received: Option<ReceivedTracestate>,
+    /// The `tracestate` line received (on one line of a `HeaderMap`), when it is exactly what
+    /// writing its trace state gives: inject sends it again as it is (a reference count)
+    /// while the outgoing span context's trace state has the same members.
+    pub(super) tracestate_line: TracestateLine,
     /// The X-Ray fields to pass on (`Lineage`, ...) and the trace they belong to.
     pub(super) xray_other: Option<(TraceId, String)>,
 }
+
+/// The `tracestate` line received, kept only when it is exactly what writing the trace
+/// state made from it gives (see [`MeshContext`]). It carries nothing the trace state does
+/// not: it only saves inject the writing, and only the `HeaderMap` path keeps it (it is the
+/// received `HeaderValue`, a reference count), so it plays no part in equality.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TracestateLine(pub(super) Option<HeaderValue>);
+
+impl PartialEq for TracestateLine {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TracestateLine {}
 
 /// A `tracestate` list opentelemetry's [`TraceState`] could not hold whole: the list as
 /// received (valid members joined by `,`), with the trace it came with and the trace state
@@ -128,7 +147,8 @@ impl ReceivedTracestate {
     }
 }
 
-/// The `baggage` lines as received (joined), and a context holding the [`Baggage`] they were
+/// The `baggage` lines as received (joined; the received header value itself when it came on
+/// one line, so that forwarding it copies nothing), and a context holding the [`Baggage`] they were
 /// parsed into.
 ///
 /// Holding that context keeps the `Baggage` allocation alive, so no other baggage can ever
@@ -138,14 +158,14 @@ impl ReceivedTracestate {
 /// [`Baggage`]: opentelemetry::baggage::Baggage
 #[derive(Clone)]
 pub(super) struct ReceivedBaggage {
-    pub(super) raw: bytes::Bytes,
+    pub(super) raw: HeaderValue,
     pub(super) parsed: Context,
 }
 
 impl ReceivedBaggage {
     /// The received bytes, if `cx` still carries the baggage they were parsed into.
-    pub(super) fn unchanged_in(&self, cx: &Context) -> Option<&[u8]> {
-        std::ptr::eq(self.parsed.baggage(), cx.baggage()).then_some(&self.raw[..])
+    pub(super) fn unchanged_in(&self, cx: &Context) -> Option<&HeaderValue> {
+        std::ptr::eq(self.parsed.baggage(), cx.baggage()).then_some(&self.raw)
     }
 }
 
@@ -213,6 +233,7 @@ impl MeshContext {
             && self.errors.is_empty()
             && self.baggage_received.is_none()
             && self.tracestate_received.is_none()
+            && self.tracestate_line.0.is_none()
             && self.xray_other.is_none()
     }
 }

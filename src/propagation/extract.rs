@@ -4,7 +4,9 @@
 //! `baggage` members first, then the `uberctx-*` and `ot-baggage-*` ones for keys it lacks.
 
 use super::b3::{self, MultiHeaders, B3};
-use super::context::{ExtractError, MeshContext, ReceivedBaggage, ReceivedTracestate};
+use super::context::{
+    ExtractError, MeshContext, ReceivedBaggage, ReceivedTracestate, TracestateLine,
+};
 use super::format::{name, Format};
 use super::ottrace::{self, OtHeaders};
 use super::passthrough::PassThrough;
@@ -67,6 +69,9 @@ impl<'a> Lines<'a> {
 struct Raw<'a> {
     trace: TraceHeaders<'a>,
     baggage: Lines<'a>,
+    /// The `baggage` header when it came on one line of a `HeaderMap`: kept as is (a
+    /// reference count) to be forwarded if the application leaves the baggage unchanged.
+    baggage_value: Option<&'a HeaderValue>,
     /// `uberctx-*` members (key without the prefix, raw value).
     uberctx: Prefixed<'a>,
     /// `ot-baggage-*` members.
@@ -122,6 +127,8 @@ impl<'a> Prefixed<'a> {
 struct TraceHeaders<'a> {
     traceparent: Lines<'a>,
     tracestate: Lines<'a>,
+    /// The `tracestate` header when it came on one line of a `HeaderMap`.
+    tracestate_value: Option<&'a HeaderValue>,
     b3: Option<&'a [u8]>,
     multi: MultiHeaders<'a>,
     jaeger: Option<&'a [u8]>,
@@ -186,13 +193,32 @@ impl MeshPropagator {
             }
             name::TRACESTATE => {
                 if ex.contains(Format::TraceContext) {
-                    t.tracestate =
-                        Lines::read(bytes, traceparent::MAX_TRACESTATE_BYTES, usize::MAX);
+                    let mut first = None;
+                    t.tracestate = Lines::read(
+                        lines
+                            .inspect(|v| {
+                                first.get_or_insert(*v);
+                            })
+                            .map(HeaderValue::as_bytes),
+                        traceparent::MAX_TRACESTATE_BYTES,
+                        usize::MAX,
+                    );
+                    t.tracestate_value = first.filter(|_| matches!(t.tracestate, Lines::One(_)));
                 }
             }
             name::BAGGAGE => {
                 if ex.contains(Format::Baggage) {
-                    raw.baggage = Lines::read(bytes, baggage::MAX_BYTES, usize::MAX);
+                    let mut first = None;
+                    raw.baggage = Lines::read(
+                        lines
+                            .inspect(|v| {
+                                first.get_or_insert(*v);
+                            })
+                            .map(HeaderValue::as_bytes),
+                        baggage::MAX_BYTES,
+                        usize::MAX,
+                    );
+                    raw.baggage_value = first.filter(|_| matches!(raw.baggage, Lines::One(_)));
                 }
             }
             // B3 headers are single-valued: the first line counts, as `Extractor::get` sees it.
@@ -370,16 +396,19 @@ impl MeshPropagator {
         self.finish(cx, raw)
     }
 
-    /// Parses what the walk gathered into a child of `cx`.
+    /// Parses what the walk gathered into a child of `cx`. Inlined into both paths, so that
+    /// what the walk gathered is not moved again.
+    #[inline(always)]
     fn finish(&self, cx: &Context, raw: Raw<'_>) -> Context {
         let mut mesh = MeshContext {
             pass_through: raw.pass_through,
             ..MeshContext::default()
         };
         mesh.errors.extend(raw.pass_through_errors);
-        let cands = raw.trace.candidates(&mut mesh);
+        let mut cands = Candidates::default();
+        raw.trace.candidates(&mut mesh, &mut cands);
         let mut out = cx.clone();
-        if let Some(remote) = resolve::resolve(cands, self.cfg.priority, &mut mesh) {
+        if let Some(remote) = resolve::resolve(&mut cands, self.cfg.priority, &mut mesh) {
             out = out.with_remote_span_context(remote);
         }
         let prefixed = [
@@ -389,7 +418,11 @@ impl MeshPropagator {
             ),
             (raw.ot_baggage, ottrace::decode_baggage_value),
         ];
-        out = with_baggage(out, raw.baggage.as_slice(), prefixed, &mut mesh);
+        let lines = Received {
+            lines: raw.baggage.as_slice(),
+            value: raw.baggage_value,
+        };
+        out = with_baggage(out, lines, prefixed, &mut mesh);
         if !mesh.is_empty() {
             out = out.with_value(mesh);
         }
@@ -398,11 +431,10 @@ impl MeshPropagator {
 }
 
 impl TraceHeaders<'_> {
-    /// Each trace format's context, parsed; what was rejected goes to the errors of `mesh`,
-    /// the X-Ray fields to pass on to `mesh`.
-    fn candidates(&self, mesh: &mut MeshContext) -> Candidates {
+    /// Each trace format's context, parsed into `cands` (empty); what was rejected goes to
+    /// the errors of `mesh`, the X-Ray fields to pass on to `mesh`.
+    fn candidates(&self, mesh: &mut MeshContext, cands: &mut Candidates) {
         let errors = &mut mesh.errors;
-        let mut cands = Candidates::default();
         let tp_lines = self.traceparent.as_slice();
         if !tp_lines.is_empty() {
             let parsed = if tp_lines.len() > 1 || tp_lines[0].contains(&b',') {
@@ -413,13 +445,20 @@ impl TraceHeaders<'_> {
             match parsed {
                 // tracestate is read only with a valid traceparent.
                 Ok(tp) => {
-                    let (trace_state, whole) = traceparent::read_tracestate(
-                        self.tracestate.as_slice(),
-                    )
-                    .unwrap_or_else(|e| {
-                        errors.push(e.into());
-                        (TraceState::NONE, None)
-                    });
+                    let (trace_state, whole) =
+                        match traceparent::read_tracestate(self.tracestate.as_slice()) {
+                            Ok(read) => {
+                                if read.as_written {
+                                    mesh.tracestate_line =
+                                        TracestateLine(self.tracestate_value.cloned());
+                                }
+                                (read.held, read.whole)
+                            }
+                            Err(e) => {
+                                errors.push(e.into());
+                                (TraceState::NONE, None)
+                            }
+                        };
                     if let Some(whole) = whole {
                         cands.put_tracestate_received(ReceivedTracestate {
                             trace_id: TraceId::from(tp.trace_id),
@@ -486,7 +525,6 @@ impl TraceHeaders<'_> {
             Some(Err(e)) => errors.push(ExtractError::XRay(e)),
             None => {}
         }
-        cands
     }
 }
 
@@ -499,13 +537,14 @@ type Decode = fn(&[u8]) -> Option<String>;
 /// unchanged baggage goes out byte-for-byte.
 fn with_baggage(
     out: Context,
-    lines: &[&[u8]],
+    received: Received<'_, '_>,
     prefixed: [(Prefixed<'_>, Decode); 2],
     mesh: &mut MeshContext,
 ) -> Context {
     let no_prefixed = prefixed
         .iter()
         .all(|(p, _)| p.members.is_empty() && p.dropped == 0);
+    let lines = received.lines;
     if lines.is_empty() && no_prefixed {
         return out;
     }
@@ -528,15 +567,27 @@ fn with_baggage(
     let out = out.with_baggage(baggage);
     // Kept only when whole and valid, so never more than 8192 bytes.
     if dropped == 0 && !parsed.truncated && unchanged && !lines.is_empty() {
-        mesh.baggage_received = Some(ReceivedBaggage {
-            raw: match lines {
-                [one] => bytes::Bytes::copy_from_slice(one),
-                many => many.join(&b","[..]).into(),
-            },
-            parsed: out.clone(),
-        });
+        // Every member was valid, so the lines are visible ASCII, spaces and tabs: a
+        // header value.
+        let raw = match (received.value, lines) {
+            (Some(value), [_]) => Ok(value.clone()),
+            (_, [one]) => HeaderValue::from_bytes(one),
+            (_, many) => HeaderValue::from_maybe_shared(bytes::Bytes::from(many.join(&b","[..]))),
+        };
+        if let Ok(raw) = raw {
+            mesh.baggage_received = Some(ReceivedBaggage {
+                raw,
+                parsed: out.clone(),
+            });
+        }
     }
     out
+}
+
+/// The `baggage` lines, and the header value itself when they are its one line.
+struct Received<'l, 'a> {
+    lines: &'l [&'a [u8]],
+    value: Option<&'a HeaderValue>,
 }
 
 /// Adds the members whose key `baggage` lacks, within [`baggage::MAX_MEMBERS`] and

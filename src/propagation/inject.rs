@@ -141,6 +141,14 @@ fn put_traceparent(
             flags,
         ))
     });
+    // The line received, when writing this trace state would give the same bytes.
+    let line = mesh
+        .and_then(|m| m.tracestate_line.0.as_ref())
+        .filter(|line| traceparent::is_written_as(sc.trace_state(), line.as_bytes()));
+    if let Some(line) = line {
+        out.put_value(&format::TRACESTATE, line);
+        return;
+    }
     out.put(&format::TRACESTATE, |buf| {
         match mesh.and_then(|m| m.tracestate_received.as_ref()?.unchanged_in(sc)) {
             Some(whole) => buf.extend_from_slice(whole),
@@ -261,14 +269,17 @@ fn put_baggage(out: &mut impl Out, cx: &Context, mesh: Option<&MeshContext>) -> 
         return 0;
     }
     let mut written = 0;
-    out.put(&format::BAGGAGE, |buf| {
-        let start = buf.len();
-        match mesh.and_then(|m| m.baggage_received.as_ref()?.unchanged_in(cx)) {
-            Some(raw) => buf.extend_from_slice(raw),
-            None => baggage::encode_baggage_into(baggage, buf),
-        }
-        written = buf.len() - start;
-    });
+    if let Some(raw) = mesh.and_then(|m| m.baggage_received.as_ref()?.unchanged_in(cx)) {
+        // As received: the header value itself goes out again.
+        out.put_value(&format::BAGGAGE, raw);
+        written = raw.len();
+    } else {
+        out.put(&format::BAGGAGE, |buf| {
+            let start = buf.len();
+            baggage::encode_baggage_into(baggage, buf);
+            written = buf.len() - start;
+        });
+    }
     match written {
         0 => 0,
         n => line_len(format::name::BAGGAGE, n),
@@ -280,6 +291,8 @@ trait Out {
     /// Adds the value `write` appends to the buffer; nothing if it appends nothing.
     fn put(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>));
     fn put_static(&mut self, name: &HeaderName, value: &'static str);
+    /// Adds a value made before (never empty).
+    fn put_value(&mut self, name: &HeaderName, value: &HeaderValue);
     /// Adds `{prefix}{key}: {value}`; the caller checked that it is a valid header name.
     fn put_prefixed(&mut self, prefix: &str, key: &str, value: &[u8]);
     fn pass_through(&mut self, values: &PassThrough, allowed: &[HeaderName]);
@@ -296,8 +309,20 @@ const MAX_GENERATED: usize = 10;
 struct HeaderMapOut<'a> {
     map: &'a mut HeaderMap,
     buf: Vec<u8>,
-    pending: [(Option<HeaderName>, usize, usize); MAX_GENERATED],
+    pending: [(Option<HeaderName>, Pending); MAX_GENERATED],
     n: usize,
+}
+
+/// A value to add at the end, in the order written.
+#[derive(Default)]
+enum Pending {
+    /// Not used.
+    #[default]
+    None,
+    /// A range of the buffer.
+    Slice(usize, usize),
+    /// A value made before.
+    Value(HeaderValue),
 }
 
 impl<'a> HeaderMapOut<'a> {
@@ -320,7 +345,14 @@ impl Out for HeaderMapOut<'_> {
         let start = self.buf.len();
         write(&mut self.buf);
         if self.buf.len() > start && self.n < MAX_GENERATED {
-            self.pending[self.n] = (Some(name.clone()), start, self.buf.len());
+            self.pending[self.n] = (Some(name.clone()), Pending::Slice(start, self.buf.len()));
+            self.n += 1;
+        }
+    }
+
+    fn put_value(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if self.n < MAX_GENERATED {
+            self.pending[self.n] = (Some(name.clone()), Pending::Value(value.clone()));
             self.n += 1;
         }
     }
@@ -352,11 +384,15 @@ impl Out for HeaderMapOut<'_> {
 
     fn finish(&mut self) {
         let bytes = bytes::Bytes::from(std::mem::take(&mut self.buf));
-        for (name, start, end) in &mut self.pending[..self.n] {
-            if let (Some(name), Ok(value)) = (
-                name.take(),
-                HeaderValue::from_maybe_shared(bytes.slice(*start..*end)),
-            ) {
+        for (name, pending) in &mut self.pending[..self.n] {
+            let value = match std::mem::take(pending) {
+                Pending::Slice(start, end) => {
+                    HeaderValue::from_maybe_shared(bytes.slice(start..end)).ok()
+                }
+                Pending::Value(value) => Some(value),
+                Pending::None => None,
+            };
+            if let (Some(name), Some(value)) = (name.take(), value) {
                 self.map.insert(name, value);
             }
         }
@@ -378,6 +414,12 @@ impl Out for InjectorOut<'_> {
 
     fn put_static(&mut self, name: &HeaderName, value: &'static str) {
         self.0.set(name.as_str(), value.to_owned());
+    }
+
+    fn put_value(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if let Ok(v) = value.to_str() {
+            self.0.set(name.as_str(), v.to_owned());
+        }
     }
 
     fn put_prefixed(&mut self, prefix: &str, key: &str, value: &[u8]) {

@@ -16,5 +16,14 @@ pub(super) fn trim(mut v: &[u8]) -> &[u8] {
 /// [`trim`] for text.
 #[inline]
 pub(super) fn trim_str(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
+    let bytes = s.as_bytes();
+    let (mut start, mut end) = (0, bytes.len());
+    while start < end && matches!(bytes[start], b' ' | b'\t') {
+        start += 1;
+    }
+    while end > start && matches!(bytes[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    // Spaces and tabs are ASCII, so these are character boundaries.
+    &s[start..end]
 }

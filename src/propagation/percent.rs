@@ -3,19 +3,31 @@
 //! encoding).
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits is kept literally, as decoders
-/// commonly do. Bytes that are not UTF-8 once decoded become U+FFFD.
+/// commonly do. Bytes that are not UTF-8 once decoded become U+FFFD. The result has no spare
+/// capacity, so that turning it into a `Box<str>` (opentelemetry's keys and values) does not
+/// reallocate.
 pub(crate) fn decode(value: &str) -> String {
-    if !value.contains('%') {
+    let bytes = value.as_bytes();
+    let escape = |at: usize| match (bytes.get(at + 1), bytes.get(at + 2)) {
+        (Some(&hi), Some(&lo)) => Some((hex_digit(hi)? << 4) | hex_digit(lo)?),
+        _ => None,
+    };
+    // An escape's digits are never `%`, so escapes do not overlap: counting them where they
+    // start gives the decoded length.
+    let escapes = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'%' && escape(i).is_some())
+        .count();
+    if escapes == 0 {
         return value.to_owned();
     }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(bytes.len() - 2 * escapes);
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = |at: usize| bytes.get(at).and_then(|c| (*c as char).to_digit(16));
-            if let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) {
-                out.push((hi * 16 + lo) as u8);
+            if let Some(b) = escape(i) {
+                out.push(b);
                 i += 3;
                 continue;
             }
@@ -26,6 +38,16 @@ pub(crate) fn decode(value: &str) -> String {
     match String::from_utf8(out) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+#[inline]
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -55,6 +77,12 @@ mod tests {
         assert_eq!(decode("%C3%A9"), "é");
         assert_eq!(decode("%FF"), "\u{FFFD}");
         assert_eq!(decode("plain"), "plain");
+        assert_eq!(decode("%%41%"), "%A%");
+        assert_eq!(decode("%4%41"), "%4A");
+        for v in ["a%20b", "%41%42%43", "%4", "x%C3%A9y"] {
+            let d = decode(v);
+            assert_eq!(d.capacity(), d.len(), "{v}");
+        }
     }
 
     #[test]

@@ -167,26 +167,26 @@ const fn slot(format: Format) -> usize {
 /// Settles the request's contexts: records the remote parent, the losers and the sampling
 /// state in `mesh`, and returns the span context of the remote parent, if any.
 pub(super) fn resolve(
-    mut cands: Candidates,
+    cands: &mut Candidates,
     priority: Priority,
     mesh: &mut MeshContext,
 ) -> Option<SpanContext> {
     let order = priority.map(slot);
     mesh.tracestate_received = cands.tracestate_received.take();
-    let sampling_only = sampling_without_ids(&cands);
-    let Some(first) = by_priority(&cands, order) else {
+    let sampling_only = sampling_without_ids(cands);
+    let Some(first) = by_priority(cands, order) else {
         mesh.sampling_only = sampling_only;
         return None;
     };
-    let winner = newer_b3_hop(&cands, order, first).unwrap_or(first);
+    let winner = newer_b3_hop(cands, order, first).unwrap_or(first);
     let (trace_id, span_id, own) = cands.slots[winner]
         .as_ref()
         .map(|w| (w.trace_id, w.span_id, w.sampling))
         .expect("the winner's slot is filled");
-    let lent = same_trace(&mut cands, order, trace_id, span_id);
+    let lent = same_trace(cands, order, trace_id, span_id);
     let sampling = decision(own, &lent, sampling_only);
     let w = cands.slots[winner].take().expect("winner slot is filled");
-    mesh.losing = losers(&mut cands, order, trace_id, span_id);
+    mesh.losing = losers(cands, order, trace_id, span_id);
     mesh.remote = Some(RemoteParent {
         format: w.format,
         trace_id: TraceId::from(trace_id),

@@ -178,18 +178,27 @@ fn valid_value(value: &[u8]) -> bool {
             .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
 }
 
-/// Non-empty members of the combined lines, trimmed.
-fn raw_members<'a>(lines: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
-    lines
-        .iter()
-        .flat_map(|line| line.split(|&b| b == b','))
-        .map(ows::trim)
-        .filter(|m| !m.is_empty())
-}
-
 /// Splits a member at its first `=`, checking key and value; both are printable ASCII after.
 #[inline]
-fn split_member(member: &[u8]) -> Result<(&str, &str), TracestateError> {
+fn split_member(member: &str) -> Result<(&str, &str), TracestateError> {
+    let eq = member
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b'=')
+        .ok_or(TracestateError::MissingEquals)?;
+    // `=` is ASCII, so this is a character boundary.
+    let (key, value) = (&member[..eq], &member[eq + 1..]);
+    if !valid_key(key.as_bytes()) {
+        return Err(TracestateError::InvalidKey);
+    }
+    if !valid_value(value.as_bytes()) {
+        return Err(TracestateError::InvalidValue);
+    }
+    Ok((key, value))
+}
+
+/// [`split_member`] for a member that may not be UTF-8.
+fn split_member_bytes(member: &[u8]) -> Result<(&str, &str), TracestateError> {
     let eq = member
         .iter()
         .position(|&b| b == b'=')
@@ -219,25 +228,55 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Validates every member of the combined lines (at most 32 as received, duplicates
-/// counted), keeping the first occurrence of each key.
-fn members<'a>(lines: &'a [&'a [u8]]) -> Result<Members<'a>, TracestateError> {
-    let mut m = Members {
-        kv: [("", ""); MAX_TRACESTATE_MEMBERS],
-        n: 0,
-    };
-    for (received, member) in raw_members(lines).enumerate() {
-        if received == MAX_TRACESTATE_MEMBERS {
+impl<'a> Members<'a> {
+    /// Counts one more member received, and keeps it unless its key came before.
+    #[inline]
+    fn add(
+        &mut self,
+        received: &mut usize,
+        split: impl FnOnce() -> Result<(&'a str, &'a str), TracestateError>,
+    ) -> Result<(), TracestateError> {
+        if *received == MAX_TRACESTATE_MEMBERS {
             return Err(TracestateError::TooManyMembers);
         }
-        let (key, value) = split_member(member)?;
+        *received += 1;
+        let (key, value) = split()?;
         // At most 32 members, so comparing with the earlier keys stays cheap.
-        if !m.as_slice().iter().any(|&(k, _)| k == key) {
-            m.kv[m.n] = (key, value);
-            m.n += 1;
+        if !self.as_slice().iter().any(|&(k, _)| k == key) {
+            self.kv[self.n] = (key, value);
+            self.n += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Validates every non-empty member of the combined lines, trimmed (at most 32 as
+/// received, duplicates counted), keeping the first occurrence of each key, into `m` (empty):
+/// filled in place, as the list is a kilobyte of slices, not worth moving.
+/// Returns how many non-empty members were received (duplicates counted).
+fn members<'a>(lines: &'a [&'a [u8]], m: &mut Members<'a>) -> Result<usize, TracestateError> {
+    let mut received = 0;
+    for line in lines {
+        // A line that is UTF-8 as a whole is checked once; else each member is checked as
+        // bytes (a valid member is printable ASCII).
+        match std::str::from_utf8(line) {
+            Ok(text) => {
+                for member in text.split(',').map(ows::trim_str) {
+                    if !member.is_empty() {
+                        m.add(&mut received, || split_member(member))?;
+                    }
+                }
+            }
+            Err(_) => {
+                for member in line.split(|&b| b == b',').map(ows::trim) {
+                    if !member.is_empty() {
+                        m.add(&mut received, || split_member_bytes(member))?;
+                    }
+                }
+            }
         }
     }
-    Ok(m)
+    Ok(received)
 }
 
 /// Parses the `tracestate` header lines, combined in order; a key's later duplicates are
@@ -259,26 +298,50 @@ fn members<'a>(lines: &'a [&'a [u8]]) -> Result<Members<'a>, TracestateError> {
 ///
 /// [`MeshPropagator`]: super::MeshPropagator
 pub fn parse_tracestate(lines: &[&[u8]]) -> Result<TraceState, TracestateError> {
-    read_tracestate(lines).map(|(held, _)| held)
+    read_tracestate(lines).map(|read| read.held)
+}
+
+/// What [`read_tracestate`] read.
+pub(crate) struct ReadTracestate {
+    /// What opentelemetry's `TraceState` can hold of the list.
+    pub(crate) held: TraceState,
+    /// The whole list (valid members joined by `,`, duplicates dropped), when `held` is not
+    /// all of it.
+    pub(crate) whole: Option<bytes::Bytes>,
+    /// The list came as one line that is exactly what [`write_tracestate`] writes for
+    /// `held`: no whitespace, empty member or duplicate key.
+    pub(crate) as_written: bool,
 }
 
 /// Parses the `tracestate` lines into the trace state opentelemetry can hold and, when that
-/// is not the whole list, the whole list (valid members joined by `,`, duplicates dropped),
-/// to be forwarded as received.
-pub(crate) fn read_tracestate(
-    lines: &[&[u8]],
-) -> Result<(TraceState, Option<bytes::Bytes>), TracestateError> {
+/// is not the whole list, the whole list, to be forwarded as received.
+pub(crate) fn read_tracestate(lines: &[&[u8]]) -> Result<ReadTracestate, TracestateError> {
     let joined = lines.iter().map(|l| l.len() + 1).sum::<usize>();
     if joined > MAX_TRACESTATE_BYTES + 1 {
         return Err(TracestateError::TooLong);
     }
-    let m = members(lines)?;
+    let mut m = Members {
+        kv: [("", ""); MAX_TRACESTATE_MEMBERS],
+        n: 0,
+    };
+    let received = members(lines, &mut m)?;
     let kv = m.as_slice();
     if kv.is_empty() {
-        return Ok((TraceState::NONE, None));
+        return Ok(ReadTracestate {
+            held: TraceState::NONE,
+            whole: None,
+            as_written: false,
+        });
     }
     if let Ok(held) = TraceState::from_key_value(kv.iter().copied()) {
-        return Ok((held, None));
+        // Every member was kept and the line holds nothing but them, `=` and `,`.
+        let as_written = matches!(lines, [line] if received == kv.len()
+            && line.len() + 1 == kv.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
+        return Ok(ReadTracestate {
+            held,
+            whole: None,
+            as_written,
+        });
     }
     // Some key is Level 2 only: the SpanContext gets every member opentelemetry accepts.
     let held = TraceState::from_key_value(
@@ -296,7 +359,35 @@ pub(crate) fn read_tracestate(
         whole.push(b'=');
         whole.extend_from_slice(value.as_bytes());
     }
-    Ok((held, Some(whole.into())))
+    Ok(ReadTracestate {
+        held,
+        whole: Some(whole.into()),
+        as_written: false,
+    })
+}
+
+/// True when `line` is exactly what [`write_tracestate`] writes for `ts` (its members as
+/// `key=value` joined by `,`, nothing else): a line received so can go out again as it is.
+/// Compares bytes, allocates nothing.
+pub(crate) fn is_written_as(ts: &TraceState, line: &[u8]) -> bool {
+    let mut rest = line;
+    for (i, (key, value)) in ts.into_iter().enumerate() {
+        if i > 0 {
+            let Some(r) = rest.strip_prefix(b",") else {
+                return false;
+            };
+            rest = r;
+        }
+        let Some(r) = rest
+            .strip_prefix(key.as_bytes())
+            .and_then(|r| r.strip_prefix(b"="))
+            .and_then(|r| r.strip_prefix(value.as_bytes()))
+        else {
+            return false;
+        };
+        rest = r;
+    }
+    rest.is_empty() && !line.is_empty()
 }
 
 /// Writes a trace state as one header line, leaving it empty if any member is invalid
@@ -322,5 +413,33 @@ pub(crate) fn write_tracestate(ts: &TraceState, out: &mut Vec<u8>) {
     // A trace state built in code is not held to the limit on receive; it is on send.
     if out.len() - start > MAX_TRACESTATE_BYTES {
         out.truncate(start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_written_as_is_only_when_writing_gives_its_bytes() {
+        let ts =
+            parse_tracestate(&[b"rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".as_slice()]).unwrap();
+        let mut written = Vec::new();
+        write_tracestate(&ts, &mut written);
+        assert!(is_written_as(&ts, &written));
+        for line in [
+            "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE",
+            "rojo=00f067aa0ba902b7,,congo=t61rcWkgMzE",
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,rojo=1",
+            "rojo=00f067aa0ba902b7",
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,",
+            "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+            "",
+        ] {
+            assert!(!is_written_as(&ts, line.as_bytes()), "{line}");
+            let read = read_tracestate(&[line.as_bytes()]);
+            assert!(!read.is_ok_and(|r| r.as_written && r.held == ts), "{line}");
+        }
+        assert!(!is_written_as(&TraceState::NONE, b""));
     }
 }
