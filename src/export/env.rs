@@ -444,7 +444,7 @@ pub(super) mod tests {
                 ..SpanExtras::NONE
             }
         );
-        assert_eq!(extras("code_location").code_location, true);
+        assert!(extras("code_location").code_location);
     }
 
     type Vars<'a> = &'a [(&'a str, &'a str)];
