@@ -442,17 +442,52 @@ fn report(since: SystemTime) {
     }
 }
 
+/// The Istio request, both propagators, and what each extracted from it: what the
+/// allocation count and the profiling loop measure.
+struct Fixture {
+    headers: HeaderMap,
+    base: TextMapCompositePropagator,
+    mesh: MeshPropagator,
+    empty: Context,
+    base_cx: Context,
+    mesh_cx: Context,
+    pass_through: [HeaderValue; 2],
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let headers = istio_request();
+        let base = baseline();
+        let mesh = MeshPropagator::istio();
+        let empty = Context::new();
+        let base_cx = base.extract_with_context(&empty, &HeaderExtractor(&headers));
+        let mesh_cx = mesh.extract_from_headers_with_context(&empty, &headers);
+        let pass_through = pass_through_values(&headers);
+        Fixture {
+            headers,
+            base,
+            mesh,
+            empty,
+            base_cx,
+            mesh_cx,
+            pass_through,
+        }
+    }
+}
+
 /// Allocations per extract and per inject of the Istio request, counted outside criterion's
 /// timing: the baseline, both meshtrace paths and the floor.
 fn report_allocations() {
     const N: u64 = 1000;
-    let headers = istio_request();
-    let base = baseline();
-    let mesh = MeshPropagator::istio();
-    let empty = Context::new();
-    let base_cx = base.extract_with_context(&empty, &HeaderExtractor(&headers));
-    let mesh_cx = mesh.extract_from_headers_with_context(&empty, &headers);
-    let pass_through = pass_through_values(&headers);
+    let Fixture {
+        headers,
+        base,
+        mesh,
+        empty,
+        base_cx,
+        mesh_cx,
+        pass_through,
+    } = Fixture::new();
     let none = || ();
     let extract = [
         allocs_per_op(N, none, |_| {
@@ -503,13 +538,15 @@ fn profile(op: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let headers = istio_request();
-    let base = baseline();
-    let mesh = MeshPropagator::istio();
-    let empty = Context::new();
-    let base_cx = base.extract_with_context(&empty, &HeaderExtractor(&headers));
-    let mesh_cx = mesh.extract_from_headers_with_context(&empty, &headers);
-    let pass_through = pass_through_values(&headers);
+    let Fixture {
+        headers,
+        base,
+        mesh,
+        empty,
+        base_cx,
+        mesh_cx,
+        pass_through,
+    } = Fixture::new();
     let headers = black_box(&headers);
     for _ in 0..n {
         match op {
