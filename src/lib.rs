@@ -89,7 +89,7 @@ mod sampler;
 pub mod server;
 
 #[cfg(feature = "otlp")]
-pub use export::init;
+pub use export::{init, shutdown_signal};
 pub use grpc::GrpcCode;
 pub use propagation::b3::SamplingState;
 pub use propagation::{global_propagator, set_global_propagator};

@@ -43,11 +43,13 @@ use tracing::Dispatch;
 mod builder;
 mod env;
 mod shutdown;
+mod signal;
 
 pub use builder::{
     BatchSettings, OtlpConfig, Protocol, RootSampler, SamplerConfig, SpanExtras, TelemetryBuilder,
 };
 pub use env::EnvError;
+pub use signal::shutdown_signal;
 
 use shutdown::shutdown_within;
 

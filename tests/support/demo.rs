@@ -16,8 +16,14 @@ pub const SERVICES: [&str; 3] = ["productpage", "reviews", "ratings"];
 /// The proxies in front of productpage, whose spans the demo's driver reports as Istio does.
 pub const PROXIES: [&str; 2] = ["istio-ingressgateway", "productpage.default"];
 
-/// `target/<profile>/deps/demo-<hash>` → `target/<profile>/examples/mesh_demo`.
+/// The demo's binary (see [`example_binary`]).
 pub fn demo_binary() -> PathBuf {
+    example_binary("mesh_demo")
+}
+
+/// `target/<profile>/deps/<test>-<hash>` → `target/<profile>/examples/<name>`, refusing a
+/// binary older than its source.
+pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe
         .parent()
@@ -25,21 +31,21 @@ pub fn demo_binary() -> PathBuf {
         .expect("target/<profile>/deps/<test>");
     let bin = profile_dir
         .join("examples")
-        .join(format!("mesh_demo{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
         "{} is missing: run `cargo test --all-features` (which builds the examples) or \
-         `cargo build --all-features --example mesh_demo` first",
+         `cargo build --all-features --example {name}` first",
         bin.display()
     );
-    // `cargo test --test demo` does not rebuild examples: refuse a binary older than its source.
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/mesh_demo.rs");
+    // `cargo test --test <one>` does not rebuild examples: refuse a binary older than its source.
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
     let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(bin_time), Some(src_time)) = (modified(&bin), modified(&source)) {
         assert!(
             bin_time >= src_time,
-            "{} is older than examples/mesh_demo.rs: rebuild it with \
-             `cargo build --all-features --example mesh_demo`",
+            "{} is older than examples/{name}.rs: rebuild it with \
+             `cargo build --all-features --example {name}`",
             bin.display()
         );
     }
