@@ -15,6 +15,10 @@
 //! and printed as one tree per trace. With `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set they are also exported there, to Jaeger say.
 //!
+//! When the driver is done (or on SIGTERM or Ctrl-C: `meshtrace::shutdown_signal`), each
+//! server stops the way a service should, with axum's and tonic's graceful shutdown, and then
+//! each service's telemetry guard flushes.
+//!
 //! `cargo run --example mesh_demo`
 //!
 //! Three services with three service names in one process cannot share a global subscriber:
@@ -325,16 +329,30 @@ fn bind() -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
     Ok((listener, addr))
 }
 
-/// A service's server task; it ends only if the server fails.
+/// A service's server task; it ends when the server fails or after a graceful shutdown.
 type Server = tokio::task::JoinHandle<std::io::Result<()>>;
 
-fn start_ratings(service: &Service, listener: std::net::TcpListener) -> Server {
+/// Tells the servers to stop: sent when the driver is done.
+type Stop = tokio::sync::watch::Receiver<bool>;
+
+/// What each server's graceful shutdown waits for, as a service's would: SIGTERM or Ctrl-C
+/// (`meshtrace::shutdown_signal`), or here also the driver being done.
+async fn stopped(mut stop: Stop) {
+    tokio::select! {
+        _ = stop.wait_for(|stop| *stop) => {}
+        () = meshtrace::shutdown_signal() => {}
+    }
+}
+
+fn start_ratings(service: &Service, listener: std::net::TcpListener, stop: Stop) -> Server {
     service.runtime.spawn(async move {
         let app = Router::new()
             .route("/ratings/{id}", get(rating))
             .layer(MeshServerLayer::new());
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, app).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped(stop))
+            .await
     })
 }
 
@@ -342,6 +360,7 @@ fn start_reviews(
     service: &Service,
     listener: std::net::TcpListener,
     ratings: SocketAddr,
+    stop: Stop,
 ) -> Server {
     service.runtime.spawn(async move {
         let reviews = Reviews {
@@ -354,7 +373,10 @@ fn start_reviews(
         tonic::transport::Server::builder()
             .layer(MeshServerLayer::new())
             .add_service(reviews)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stopped(stop),
+            )
             .await
             .map_err(std::io::Error::other)
     })
@@ -364,6 +386,7 @@ fn start_productpage(
     service: &Service,
     listener: std::net::TcpListener,
     reviews: SocketAddr,
+    stop: Stop,
 ) -> Server {
     service.runtime.spawn(async move {
         let client = ReviewsClient::new(reviews).map_err(std::io::Error::other)?;
@@ -372,7 +395,9 @@ fn start_productpage(
             .with_state(client)
             .layer(MeshServerLayer::new());
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, app).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped(stop))
+            .await
     })
 }
 
@@ -819,15 +844,19 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (ratings_listener, ratings_addr) = bind()?;
     let (reviews_listener, reviews_addr) = bind()?;
     let (productpage_listener, productpage_addr) = bind()?;
+    let (stop_servers, stop) = tokio::sync::watch::channel(false);
     let servers = [
-        (ratings.name, start_ratings(ratings, ratings_listener)),
+        (
+            ratings.name,
+            start_ratings(ratings, ratings_listener, stop.clone()),
+        ),
         (
             reviews.name,
-            start_reviews(reviews, reviews_listener, ratings_addr),
+            start_reviews(reviews, reviews_listener, ratings_addr, stop.clone()),
         ),
         (
             productpage.name,
-            start_productpage(productpage, productpage_listener, reviews_addr),
+            start_productpage(productpage, productpage_listener, reviews_addr, stop),
         ),
     ];
     println!(
@@ -836,14 +865,10 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 
     let sent = background.block_on(drive(productpage_addr, envoy.as_ref()));
     let mut servers_failed = false;
-    for (name, server) in servers {
+    for (name, server) in &servers {
         if server.is_finished() {
             servers_failed = true;
-            match background.block_on(server) {
-                Ok(Ok(())) => eprintln!("mesh_demo: {name} stopped serving"),
-                Ok(Err(e)) => eprintln!("mesh_demo: {name} failed: {e}"),
-                Err(e) => eprintln!("mesh_demo: {name} failed: {e}"),
-            }
+            eprintln!("mesh_demo: {name} stopped serving before the driver was done");
         }
     }
 
@@ -898,7 +923,28 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         println!("OTEL_SDK_DISABLED=true: no spans were recorded");
     }
 
-    // Stop the services, then shut each exporter down (bounded by its shutdown timeout).
+    // Stop the servers gracefully (what SIGTERM would do to a service), then shut each
+    // exporter down (bounded by its shutdown timeout).
+    let _ = stop_servers.send(true);
+    for (name, server) in servers {
+        let stopped = background
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+        match stopped {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                servers_failed = true;
+                eprintln!("mesh_demo: {name} failed: {e}");
+            }
+            Ok(Err(e)) => {
+                servers_failed = true;
+                eprintln!("mesh_demo: {name} failed: {e}");
+            }
+            Err(_) => {
+                servers_failed = true;
+                eprintln!("mesh_demo: {name} did not stop within 5 s");
+            }
+        }
+    }
     let mut guards = Vec::new();
     for s in services {
         s.runtime.shutdown_timeout(Duration::from_millis(500));
