@@ -164,23 +164,74 @@ pub(crate) fn record_server_address(span: &Span, host: &str, port: Option<u16>) 
     }
 }
 
-/// `http.request.header.<name>` for the request headers the mesh cares about, as the string
-/// arrays the semantic conventions define. Each name comes with its attribute key, spelled
-/// out so that no key is built per request.
-pub(crate) fn record_request_headers(
-    span: &Span,
-    headers: &HeaderMap,
-    names: &[(HeaderName, &'static str)],
-) {
-    for (name, key) in names {
+/// Request headers whose values are never recorded on a span: credentials (SPECS §9).
+pub(crate) const CREDENTIALS: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::SET_COOKIE,
+];
+
+/// What a redacted header's every value is recorded as.
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
+/// A request header recorded on spans as `http.request.header.<name>`, a string array (one
+/// element per header line). Its key is built once, when the layer is configured, so that
+/// recording it costs no allocation for the key.
+#[derive(Clone, Debug)]
+pub(crate) struct CapturedHeader {
+    name: HeaderName,
+    key: opentelemetry::Key,
+    /// Every value is recorded as [`REDACTED`] (credentials and configured names).
+    redacted: bool,
+}
+
+/// The headers to record: `fixed` (static keys) then `extra`, each once, redacted when a
+/// credential or one of `redact`.
+pub(crate) fn captured_headers(
+    fixed: &[(HeaderName, &'static str)],
+    extra: &[HeaderName],
+    redact: &[HeaderName],
+) -> std::sync::Arc<[CapturedHeader]> {
+    let redacted = |name: &HeaderName| CREDENTIALS.contains(name) || redact.contains(name);
+    let mut out: Vec<CapturedHeader> = fixed
+        .iter()
+        .map(|(name, key)| CapturedHeader {
+            name: name.clone(),
+            key: opentelemetry::Key::from_static_str(key),
+            redacted: redacted(name),
+        })
+        .collect();
+    for name in extra {
+        if out.iter().all(|c| c.name != *name) {
+            out.push(CapturedHeader {
+                name: name.clone(),
+                key: opentelemetry::Key::from(std::sync::Arc::<str>::from(format!(
+                    "{}.{}",
+                    semconv::HTTP_REQUEST_HEADER,
+                    name.as_str()
+                ))),
+                redacted: redacted(name),
+            });
+        }
+    }
+    out.into()
+}
+
+/// `http.request.header.<name>` for each captured header the request has, as the string
+/// arrays the semantic conventions define; a redacted header's values as [`REDACTED`].
+pub(crate) fn record_request_headers(span: &Span, headers: &HeaderMap, names: &[CapturedHeader]) {
+    for captured in names {
         let values: Vec<opentelemetry::StringValue> = headers
-            .get_all(name)
+            .get_all(&captured.name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(|v| v.to_owned().into())
+            .filter_map(|v| match captured.redacted {
+                true => Some(REDACTED.into()),
+                false => v.to_str().ok().map(|v| v.to_owned().into()),
+            })
             .collect();
         if !values.is_empty() {
-            span.set_attribute(*key, Value::Array(values.into()));
+            span.set_attribute(captured.key.clone(), Value::Array(values.into()));
         }
     }
 }

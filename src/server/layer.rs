@@ -1,8 +1,11 @@
 //! [`MeshServerLayer`]: the options, and the `Layer` that wraps a service in [`MeshServer`].
 
+use super::on_request::RECORDED_HEADERS;
 use super::MeshServer;
 use crate::instrument::propagation::Propagation;
+use crate::instrument::span::{captured_headers, CapturedHeader};
 use crate::MeshPropagator;
+use http::HeaderName;
 use std::fmt;
 use std::sync::Arc;
 use tower::Layer;
@@ -24,11 +27,30 @@ type Filter = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
 ///             .filter(|req| req.uri.path() != "/healthz"),
 ///     );
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MeshServerLayer {
     propagator: Option<MeshPropagator>,
     request_id: bool,
     filter: Option<Filter>,
+    /// Recorded besides [`RECORDED_HEADERS`].
+    extra_headers: Vec<HeaderName>,
+    /// Redacted besides the credentials.
+    redact: Vec<HeaderName>,
+    /// What each request records, from the above (rebuilt by each setter).
+    captured: Arc<[CapturedHeader]>,
+}
+
+impl Default for MeshServerLayer {
+    fn default() -> Self {
+        MeshServerLayer {
+            propagator: None,
+            request_id: false,
+            filter: None,
+            extra_headers: Vec::new(),
+            redact: Vec::new(),
+            captured: captured_headers(&RECORDED_HEADERS, &[], &[]),
+        }
+    }
 }
 
 impl fmt::Debug for MeshServerLayer {
@@ -37,6 +59,8 @@ impl fmt::Debug for MeshServerLayer {
             .field("propagator", &self.propagator)
             .field("generate_request_id", &self.request_id)
             .field("filter", &self.filter.as_ref().map(|_| "Fn"))
+            .field("record_request_headers", &self.extra_headers)
+            .field("redact_headers", &self.redact)
             .finish()
     }
 }
@@ -73,6 +97,45 @@ impl MeshServerLayer {
     ) -> Self {
         self.filter = Some(Arc::new(filter));
         self
+    }
+
+    /// Also record request header `name` on the server span, as
+    /// `http.request.header.<name>` (a string array, one element per header line; the span
+    /// always records `x-request-id` and `x-envoy-attempt-count`). Credentials are never
+    /// recorded: `authorization`, `proxy-authorization`, `cookie`, `set-cookie` and the names
+    /// given to [`redact_header`](Self::redact_header) are recorded as `[REDACTED]`, so a
+    /// trace shows that they were sent, not what they were.
+    ///
+    /// ```
+    /// use http::header::{AUTHORIZATION, USER_AGENT};
+    /// use meshtrace::server::MeshServerLayer;
+    ///
+    /// let layer = MeshServerLayer::new()
+    ///     .record_request_header(USER_AGENT)
+    ///     .record_request_header(AUTHORIZATION) // recorded as ["[REDACTED]"]
+    ///     .record_request_header(http::HeaderName::from_static("x-tenant"))
+    ///     .redact_header(http::HeaderName::from_static("x-api-key"));
+    /// ```
+    pub fn record_request_header(mut self, name: HeaderName) -> Self {
+        self.extra_headers.push(name);
+        self.recapture()
+    }
+
+    /// Record header `name` as `[REDACTED]` wherever this layer records it (with the
+    /// credentials, which always are).
+    pub fn redact_header(mut self, name: HeaderName) -> Self {
+        self.redact.push(name);
+        self.recapture()
+    }
+
+    fn recapture(mut self) -> Self {
+        self.captured = captured_headers(&RECORDED_HEADERS, &self.extra_headers, &self.redact);
+        self
+    }
+
+    /// The request headers each traced request records.
+    pub(super) fn captured(&self) -> &[CapturedHeader] {
+        &self.captured
     }
 
     /// The propagator to extract with, borrowed: no lock and no clone per request.

@@ -5,7 +5,7 @@ use super::make_span::{
     caller_says_unsampled, link_losers, make_span, set_parent, span_name, Call,
 };
 use crate::instrument::propagation::Propagation;
-use crate::instrument::span;
+use crate::instrument::span::{self, CapturedHeader};
 use crate::mesh::deadline::{Deadline, DeadlineError, DeadlineExt};
 use crate::propagation::passthrough::X_REQUEST_ID;
 use http::{HeaderMap, HeaderName, Request};
@@ -24,9 +24,11 @@ const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attem
 /// the tighter), in milliseconds.
 const DEADLINE_REMAINING_MS: &str = "meshtrace.deadline.remaining_ms";
 
-/// The request headers recorded on the server span, with their attribute keys
-/// (`http.request.header.<name>`).
-const RECORDED_HEADERS: [(HeaderName, &str); 2] = [
+/// The request headers every server span records, with their attribute keys
+/// (`http.request.header.<name>`); [`MeshServerLayer::record_request_header`] adds more.
+///
+/// [`MeshServerLayer::record_request_header`]: super::MeshServerLayer::record_request_header
+pub(super) const RECORDED_HEADERS: [(HeaderName, &str); 2] = [
     (X_REQUEST_ID, "http.request.header.x-request-id"),
     (
         X_ENVOY_ATTEMPT_COUNT,
@@ -60,7 +62,11 @@ impl Traced {
 /// runs) and the request is described only if the sampler recorded it anyway (one that is not
 /// parent-based). Otherwise the span is named and described before it starts, so that the
 /// sampler sees its name and attributes (a root sampler may decide on the route).
-pub(super) fn start<B>(req: &Request<B>, propagation: Propagation<'_>) -> Traced {
+pub(super) fn start<B>(
+    req: &Request<B>,
+    propagation: Propagation<'_>,
+    captured: &[CapturedHeader],
+) -> Traced {
     let (cx, deadline) = extract(req.headers(), propagation);
     let call = Call::of(req);
     let (span, parent_set, started) = if caller_says_unsampled(&cx) {
@@ -69,13 +75,13 @@ pub(super) fn start<B>(req: &Request<B>, propagation: Propagation<'_>) -> Traced
         let started = span.context();
         if started.span().is_recording() {
             started.span().update_name(span_name(req, call));
-            describe(&span, req, call, &cx, &deadline);
+            describe(&span, req, call, &cx, &deadline, captured);
         }
         (span, parent_set, started)
     } else {
         let span = make_span(req, call);
         let parent_set = set_parent(&span, &cx);
-        describe(&span, req, call, &cx, &deadline);
+        describe(&span, req, call, &cx, &deadline, captured);
         let started = span.context();
         (span, parent_set, started)
     };
@@ -94,9 +100,10 @@ fn describe<B>(
     call: Call<'_>,
     cx: &Context,
     deadline: &Result<Option<Deadline>, DeadlineError>,
+    captured: &[CapturedHeader],
 ) {
     link_losers(span, cx);
-    record_request(span, req, call);
+    record_request(span, req, call, captured);
     record_deadline(span, deadline);
 }
 
@@ -114,7 +121,7 @@ fn extract(
 }
 
 /// The semantic-convention attributes of the request, and the mesh's headers.
-fn record_request<B>(span: &Span, req: &Request<B>, call: Call<'_>) {
+fn record_request<B>(span: &Span, req: &Request<B>, call: Call<'_>, captured: &[CapturedHeader]) {
     let headers = req.headers();
     match call {
         Call::Grpc { service, method } => span::record_rpc(span, service, method),
@@ -144,7 +151,7 @@ fn record_request<B>(span: &Span, req: &Request<B>, call: Call<'_>) {
     {
         span.set_attribute(semconv::USER_AGENT_ORIGINAL, agent.to_owned());
     }
-    span::record_request_headers(span, headers, &RECORDED_HEADERS);
+    span::record_request_headers(span, headers, captured);
 }
 
 /// The time the request arrived with, or an event saying its budget header was unreadable.

@@ -44,7 +44,7 @@ where
         if self.layer.generates_request_id() {
             ensure_request_id(&mut req);
         }
-        let traced = on_request::start(&req, self.layer.propagation());
+        let traced = on_request::start(&req, self.layer.propagation(), self.layer.captured());
         let inner = traced.in_scope(|| self.inner.call(req));
         ResponseFuture::traced(inner, traced)
     }
