@@ -22,8 +22,9 @@
 //!
 //! ## Options
 //!
-//! Every client type has the same builder setters, `propagator(..)` and
-//! `deadline_margin(..)`, and the layers a `mesh_timeout(..)` ([`crate::mesh::timeouts`]).
+//! Every client type has the same builder setters, `propagator(..)`, `deadline_margin(..)`
+//! and `outbound_scope(..)` ([`OutboundScope`]: where baggage and pass-through headers may
+//! go), and the layers a `mesh_timeout(..)` ([`crate::mesh::timeouts`]).
 //! Per-call options travel as request extensions: [`DisablePropagation`] and [`SpanName`].
 //!
 //! All three respect the deadline budget of the request being handled
@@ -37,10 +38,12 @@
 
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+pub(crate) mod scope;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
 pub use crate::instrument::options::DEFAULT_DEADLINE_MARGIN;
+pub use scope::{Elsewhere, OutboundScope};
 use std::borrow::Cow;
 
 /// Per-call option: send this call with no trace, baggage or pass-through header (to a

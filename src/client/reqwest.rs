@@ -102,7 +102,8 @@ impl Middleware for MeshClientMiddleware {
             Err(exhausted) => return Err(reqwest_middleware::Error::middleware(exhausted)),
         }
         if extensions.get::<DisablePropagation>().is_none() {
-            self.options.propagation().inject(&cx, req.headers_mut());
+            let reach = self.options.reach(req.url().host_str());
+            self.options.inject(&cx, req.headers_mut(), reach);
         }
         let result = next.run(req, extensions).instrument(span.clone()).await;
         let result = match result {

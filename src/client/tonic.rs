@@ -145,7 +145,12 @@ where
             set_grpc_timeout(req.headers_mut(), timeout);
         }
         if req.extensions().get::<DisablePropagation>().is_none() {
-            options.propagation().inject(&cx, req.headers_mut());
+            let host = req
+                .uri()
+                .host()
+                .or(self.layer.server.as_ref().map(|(h, _)| h.as_str()));
+            let reach = options.reach(host);
+            options.inject(&cx, req.headers_mut(), reach);
         }
         // Our timer starts before the channel's own (tonic times `grpc-timeout` too) and is
         // polled first, so a call whose time runs out ends DEADLINE_EXCEEDED, not CANCELLED.
@@ -442,7 +447,10 @@ impl Interceptor for MeshClientInterceptor {
             Err(exhausted) => return Err(budget_exhausted_status(exhausted)),
         }
         if req.extensions().get::<DisablePropagation>().is_none() {
-            self.options.propagation().inject(&cx, &mut headers);
+            // An interceptor does not see the call's host: only an `everywhere` scope lets
+            // baggage and pass-through headers through.
+            self.options
+                .inject(&cx, &mut headers, self.options.reach(None));
         }
         *req.metadata_mut() = MetadataMap::from_headers(headers);
         Ok(req)

@@ -1,8 +1,11 @@
 //! The options both client layers share, and their builder setters, written once.
 
 use super::propagation::Propagation;
+use crate::client::scope::{OutboundScope, Reach};
 use crate::mesh::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
 use crate::MeshPropagator;
+use http::HeaderMap;
+use opentelemetry::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +24,8 @@ pub(crate) struct ClientOptions {
     /// The mesh route timeout of every destination (a channel has one).
     mesh_timeout: Option<MeshTimeout>,
     warned: Arc<WarnedOnce>,
+    /// Where baggage and pass-through headers may go.
+    scope: OutboundScope,
 }
 
 impl Default for ClientOptions {
@@ -31,6 +36,7 @@ impl Default for ClientOptions {
             mesh_timeouts: HashMap::new(),
             mesh_timeout: None,
             warned: Arc::default(),
+            scope: OutboundScope::default(),
         }
     }
 }
@@ -54,6 +60,37 @@ impl ClientOptions {
     #[cfg(feature = "tonic")]
     pub(crate) fn set_mesh_timeout(&mut self, timeout: MeshTimeout) {
         self.mesh_timeout = Some(timeout);
+    }
+
+    pub(crate) fn set_outbound_scope(&mut self, scope: OutboundScope) {
+        self.scope = scope;
+    }
+
+    /// What the outbound scope lets a call to `host` carry.
+    pub(crate) fn reach(&self, host: Option<&str>) -> Reach {
+        self.scope.reach(host)
+    }
+
+    /// Injects `cx` into `headers` as far as `reach` (from [`Self::reach`]) lets it:
+    /// everything, the trace context only (everything is injected into a scratch map first,
+    /// then only the trace-context headers are kept), or nothing.
+    pub(crate) fn inject(&self, cx: &Context, headers: &mut HeaderMap, reach: Reach) {
+        match reach {
+            Reach::Everything => self.propagation().inject(cx, headers),
+            Reach::Nothing => {}
+            Reach::TraceContext => {
+                let mut scratch = HeaderMap::new();
+                self.propagation().inject(cx, &mut scratch);
+                for name in scratch.keys() {
+                    if crate::propagation::format::is_trace_context_header(name.as_str()) {
+                        headers.remove(name);
+                        for value in scratch.get_all(name) {
+                            headers.append(name.clone(), value.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The propagator to inject with.
@@ -105,6 +142,15 @@ macro_rules! client_option_setters {
         /// ([`DEFAULT_DEADLINE_MARGIN`](crate::client::DEFAULT_DEADLINE_MARGIN) by default).
         pub fn deadline_margin(mut self, margin: std::time::Duration) -> Self {
             self.options.set_deadline_margin(margin);
+            self
+        }
+
+        /// Where the baggage and pass-through headers of the request being handled may go,
+        /// and what calls elsewhere get ([`OutboundScope`](crate::client::OutboundScope);
+        /// everywhere by default; [`OutboundScope::mesh`](crate::client::OutboundScope::mesh)
+        /// for a service that calls outside the mesh).
+        pub fn outbound_scope(mut self, scope: $crate::client::OutboundScope) -> Self {
+            self.options.set_outbound_scope(scope);
             self
         }
     };

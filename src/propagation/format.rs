@@ -103,6 +103,13 @@ pub(super) const OWNED: [&str; 14] = [
     name::X_AMZN_TRACE_ID,
 ];
 
+/// Whether `name` carries only trace context (ids, sampling, trace state): every header the
+/// formats own but `baggage` and the Jaeger and OpenTracing baggage prefixes. What a call
+/// outside a client's outbound scope may still get.
+pub fn is_trace_context_header(name: &str) -> bool {
+    name != self::name::BAGGAGE && OWNED.contains(&name)
+}
+
 /// Prefixes of the baggage headers the Jaeger and OpenTracing formats own.
 pub(super) const OWNED_PREFIXES: [&str; 2] = [name::UBERCTX_PREFIX, name::OT_BAGGAGE_PREFIX];
 
