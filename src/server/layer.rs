@@ -1,7 +1,7 @@
 //! [`MeshServerLayer`]: the options, and the `Layer` that wraps a service in [`MeshServer`].
 
 use super::on_request::RECORDED_HEADERS;
-use super::MeshServer;
+use super::{MeshServer, PublicEndpoint};
 use crate::instrument::propagation::Propagation;
 use crate::instrument::span::{captured_headers, CapturedHeader};
 use crate::MeshPropagator;
@@ -38,6 +38,7 @@ pub struct MeshServerLayer {
     redact: Vec<HeaderName>,
     /// What each request records, from the above (rebuilt by each setter).
     captured: Arc<[CapturedHeader]>,
+    public: PublicEndpoint,
 }
 
 impl Default for MeshServerLayer {
@@ -49,6 +50,7 @@ impl Default for MeshServerLayer {
             extra_headers: Vec::new(),
             redact: Vec::new(),
             captured: captured_headers(&RECORDED_HEADERS, &[], &[]),
+            public: PublicEndpoint::off(),
         }
     }
 }
@@ -61,6 +63,7 @@ impl fmt::Debug for MeshServerLayer {
             .field("filter", &self.filter.as_ref().map(|_| "Fn"))
             .field("record_request_headers", &self.extra_headers)
             .field("redact_headers", &self.redact)
+            .field("public_endpoint", &self.public)
             .finish()
     }
 }
@@ -138,6 +141,33 @@ impl MeshServerLayer {
         &self.captured
     }
 
+    /// Treat requests as coming from outside the mesh: a new trace linked to the incoming
+    /// context, incoming sampling decisions and baggage ignored ([`PublicEndpoint`]; off by
+    /// default).
+    pub fn public_endpoint(mut self, public: PublicEndpoint) -> Self {
+        self.public = public;
+        self
+    }
+
+    /// The public endpoint configuration, when a request with these parts (given when
+    /// [`Self::needs_parts`]) is from outside.
+    pub(super) fn public_for(
+        &self,
+        parts: Option<&http::request::Parts>,
+    ) -> Option<&PublicEndpoint> {
+        self.public.applies(parts).then_some(&self.public)
+    }
+
+    pub(super) fn public_config(&self) -> &PublicEndpoint {
+        &self.public
+    }
+
+    /// Whether deciding about a request needs its parts (a filter or a per-request public
+    /// endpoint decision).
+    pub(super) fn needs_parts(&self) -> bool {
+        self.filter.is_some() || self.public.per_request_decision()
+    }
+
     /// The propagator to extract with, borrowed: no lock and no clone per request.
     pub(super) fn propagation(&self) -> Propagation<'_> {
         Propagation::resolve(self.propagator.as_ref())
@@ -150,10 +180,6 @@ impl MeshServerLayer {
     /// Whether a request with these parts is traced at all.
     pub(super) fn traces(&self, parts: &http::request::Parts) -> bool {
         self.filter.as_ref().is_none_or(|filter| filter(parts))
-    }
-
-    pub(super) fn has_filter(&self) -> bool {
-        self.filter.is_some()
     }
 }
 

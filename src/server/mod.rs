@@ -31,9 +31,11 @@ mod layer;
 mod make_span;
 mod on_request;
 mod on_response;
+mod public;
 mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::MeshServerLayer;
+pub use self::public::PublicEndpoint;
 pub use self::service::MeshServer;
 pub use crate::instrument::body::TracedBody;

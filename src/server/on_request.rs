@@ -4,6 +4,7 @@
 use super::make_span::{
     caller_says_unsampled, link_losers, make_span, set_parent, span_name, Call,
 };
+use super::public::PublicEndpoint;
 use crate::instrument::propagation::Propagation;
 use crate::instrument::span::{self, CapturedHeader};
 use crate::mesh::deadline::{Deadline, DeadlineError, DeadlineExt};
@@ -62,12 +63,28 @@ impl Traced {
 /// runs) and the request is described only if the sampler recorded it anyway (one that is not
 /// parent-based). Otherwise the span is named and described before it starts, so that the
 /// sampler sees its name and attributes (a root sampler may decide on the route).
+///
+/// A request to a public endpoint (`public`) gets a new trace instead: its parent context is
+/// extracted from the request's headers without any trace context or baggage (the allowed
+/// baggage entries are added back), and the span links to the incoming context.
 pub(super) fn start<B>(
     req: &Request<B>,
     propagation: Propagation<'_>,
     captured: &[CapturedHeader],
+    public: Option<&PublicEndpoint>,
 ) -> Traced {
-    let (cx, deadline) = extract(req.headers(), propagation);
+    let (cx, deadline, incoming) = match public {
+        None => {
+            let (cx, deadline) = extract(req.headers(), propagation);
+            (cx, deadline, None)
+        }
+        Some(public) => {
+            let incoming = propagation.extract(req.headers());
+            let (fresh, deadline) = extract(&public.sanitized(req.headers()), propagation);
+            let cx = public.context(fresh, &incoming);
+            (cx, deadline, PublicEndpoint::link(&incoming))
+        }
+    };
     let call = Call::of(req);
     let (span, parent_set, started) = if caller_says_unsampled(&cx) {
         let span = span::unnamed_server_span();
@@ -81,6 +98,12 @@ pub(super) fn start<B>(
     } else {
         let span = make_span(req, call);
         let parent_set = set_parent(&span, &cx);
+        if let Some(incoming) = incoming {
+            span.add_link_with_attributes(
+                incoming,
+                vec![KeyValue::new("meshtrace.link.reason", "public_endpoint")],
+            );
+        }
         describe(&span, req, call, &cx, &deadline, captured);
         let started = span.context();
         (span, parent_set, started)

@@ -37,28 +37,35 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (traced, mut req) = self.filter(req);
+        let (traced, public, mut req) = self.decide(req);
         if !traced {
             return ResponseFuture::untraced(self.inner.call(req));
         }
         if self.layer.generates_request_id() {
             ensure_request_id(&mut req);
         }
-        let traced = on_request::start(&req, self.layer.propagation(), self.layer.captured());
+        let traced = on_request::start(
+            &req,
+            self.layer.propagation(),
+            self.layer.captured(),
+            public.then_some(self.layer.public_config()),
+        );
         let inner = traced.in_scope(|| self.inner.call(req));
         ResponseFuture::traced(inner, traced)
     }
 }
 
 impl<S> MeshServer<S> {
-    /// Whether the layer's filter lets the request be traced, and the request back.
-    fn filter<B>(&self, req: Request<B>) -> (bool, Request<B>) {
-        if !self.layer.has_filter() {
-            return (true, req);
+    /// Whether the layer's filter lets the request be traced, whether it is a public
+    /// endpoint's, and the request back (taken apart only when a decision needs its parts).
+    fn decide<B>(&self, req: Request<B>) -> (bool, bool, Request<B>) {
+        if !self.layer.needs_parts() {
+            return (true, self.layer.public_for(None).is_some(), req);
         }
         let (parts, body) = req.into_parts();
         let traced = self.layer.traces(&parts);
-        (traced, Request::from_parts(parts, body))
+        let public = traced && self.layer.public_for(Some(&parts)).is_some();
+        (traced, public, Request::from_parts(parts, body))
     }
 }
 
