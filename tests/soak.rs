@@ -72,7 +72,7 @@ impl SpanExporter for Counting {
 /// The n-th request's trace id, x-request-id and baggage value.
 fn ids(n: u64) -> (TraceId, String, String) {
     let trace = TraceId::from_bytes(
-        (0x5eed_0000_0000_0000_0000_0000_0000_0000u128 | u128::from(n) + 1).to_be_bytes(),
+        (0x5eed_0000_0000_0000_0000_0000_0000_0000u128 | (u128::from(n) + 1)).to_be_bytes(),
     );
     (trace, format!("req-{n}"), format!("n{n}"))
 }
