@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use support::demo::example_binary;
 use support::otlp::service::collector;
 use support::otlp::{SpanKind, Transport, Value};
+use support::peers::listening_on;
 
 /// Clients sending at the same time.
 const CLIENTS: usize = 4;
@@ -43,13 +44,7 @@ fn sigterm_mid_traffic_loses_no_finished_request() {
         .spawn()
         .expect("start the graceful example");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("its first line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("the example said {line:?}"))
-        .to_owned();
+    let addr = listening_on(&mut stdout, "the graceful example");
     let rest = std::thread::spawn(move || {
         let mut out = String::new();
         let _ = std::io::Read::read_to_string(&mut stdout, &mut out);

@@ -12,7 +12,7 @@
 //! after the first time). Without either, the test is skipped ([`peers::skip`]).
 
 use super::peers;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -112,15 +112,10 @@ impl GoPeer {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("the peer's first line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                panic!("the Go peer ({mode}) said {line:?}, not `listening on ADDR`")
-            });
+        let said = peers::listening_on(&mut stdout, &format!("the Go peer ({mode})"));
+        let addr = said
+            .parse()
+            .unwrap_or_else(|_| panic!("the Go peer ({mode}) listens on {said:?}"));
         // Whatever else it prints goes nowhere (a full pipe would block it).
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         Some(GoPeer { child, stdin, addr })

@@ -6,8 +6,9 @@
 //! command needs only Rust. With `MESHTRACE_REQUIRE_PEERS=1` (`.ci/run` sets it, after
 //! building every peer) a missing peer fails the test instead.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
+use std::process::ChildStdout;
 
 /// The variable that turns a missing peer from a skip into a failure.
 pub const REQUIRE_PEERS: &str = "MESHTRACE_REQUIRE_PEERS";
@@ -66,4 +67,15 @@ pub fn program(var: &str, default: &str) -> Result<PathBuf, String> {
             path.display()
         ))
     }
+}
+
+/// The address a child process says it listens on, in its first line of output
+/// (`listening on ADDR`, the contract of the Go peer and of the examples the tests run).
+pub fn listening_on(stdout: &mut BufReader<ChildStdout>, who: &str) -> String {
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the child's first line");
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{who} said {line:?}, not `listening on ADDR`"))
+        .to_owned()
 }
