@@ -355,10 +355,28 @@ pub fn encode_baggage(baggage: &Baggage) -> Option<String> {
 }
 
 /// [`encode_baggage`] appending to a buffer; writes nothing when nothing is left to send.
+/// The members of `baggage` ordered by key. opentelemetry's `Baggage` is a hash map whose
+/// iteration order is its own: written in key order, the same baggage always gives the same
+/// bytes, and the same members when a limit leaves some out (found by the `extract` fuzz
+/// target, whose two extraction paths wrote one baggage two ways).
+pub(crate) fn in_key_order(
+    baggage: &Baggage,
+) -> Vec<(
+    &opentelemetry::Key,
+    &(
+        opentelemetry::StringValue,
+        opentelemetry::baggage::BaggageMetadata,
+    ),
+)> {
+    let mut members: Vec<_> = baggage.iter().collect();
+    members.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    members
+}
+
 pub(crate) fn encode_baggage_into(baggage: &Baggage, out: &mut Vec<u8>) {
     let base = out.len();
     let mut members = 0;
-    for (key, (value, metadata)) in baggage {
+    for (key, (value, metadata)) in in_key_order(baggage) {
         let key = key.as_str();
         if members == MAX_MEMBERS || !valid_token(key) {
             continue;

@@ -237,7 +237,10 @@ fn put_prefixed_baggage(out: &mut impl Out, cx: &Context, inj: Formats, mut room
         }
         fits
     };
-    for (key, (v, _)) in cx.baggage().iter().take(baggage::MAX_MEMBERS) {
+    for (key, (v, _)) in baggage::in_key_order(cx.baggage())
+        .into_iter()
+        .take(baggage::MAX_MEMBERS)
+    {
         let (key, v) = (key.as_str(), v.as_str());
         if key.is_empty()
             || key.bytes().any(|b| b.is_ascii_uppercase())
