@@ -25,7 +25,8 @@
 use super::{DisablePropagation, SpanName, DEFAULT_DEADLINE_MARGIN};
 use crate::instrument::client::{call_budget, record_origin, start_span};
 use crate::instrument::grpc::Side;
-use crate::instrument::options::{client_option_setters, ClientOptions};
+use crate::instrument::metrics::{Measurement, Metrics};
+use crate::instrument::options::{client_metric_setters, client_option_setters, ClientOptions};
 use crate::instrument::propagation::Propagation;
 use crate::instrument::span::{self, error_chain, record_error, record_http_status};
 use crate::instrument::{context_of, is_unrecorded};
@@ -59,6 +60,7 @@ impl MeshClientMiddleware {
     }
 
     client_option_setters!();
+    client_metric_setters!();
 
     /// The mesh route timeout for calls to `host`: a call without a timeout of its own gets
     /// [`MeshTimeout::code_timeout`], and a call whose timeout is shorter than the route's
@@ -94,12 +96,18 @@ impl Middleware for MeshClientMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        let mut measurement = self.options.measure(req.method(), None, server_of(&req));
         let (span, cx) = start_call(&req, extensions.get::<SpanName>());
         self.apply_mesh_timeout(&mut req);
         match call_budget(&cx, &span, self.options.margin()) {
             Ok(Some(budget)) => cap_timeout(&mut req, budget),
             Ok(None) => {}
-            Err(exhausted) => return Err(reqwest_middleware::Error::middleware(exhausted)),
+            Err(exhausted) => {
+                if let Some(m) = measurement.as_mut() {
+                    m.error("budget_exhausted");
+                }
+                return Err(reqwest_middleware::Error::middleware(exhausted));
+            }
         }
         if extensions.get::<DisablePropagation>().is_none() {
             let reach = self.options.reach(req.url().host_str());
@@ -122,7 +130,30 @@ impl Middleware for MeshClientMiddleware {
                 record_error(&span, "middleware", format!("{e:#}"))
             }
         }
+        if let Some(m) = measurement.as_mut() {
+            measured(m, &result);
+        }
         result
+    }
+}
+
+/// Where a call goes, for `server.address` and `server.port`.
+fn server_of(req: &Request) -> Option<(&str, Option<u16>)> {
+    let url = req.url();
+    url.host_str().map(|h| (h, url.port_or_known_default()))
+}
+
+/// A call's end in its measurement: the status and who answered, or why it failed.
+fn measured(m: &mut Measurement, result: &reqwest_middleware::Result<Response>) {
+    match result {
+        Ok(res) => {
+            m.http_status(res.status());
+            if let Some(origin) = res.envoy_origin() {
+                m.origin(origin);
+            }
+        }
+        Err(reqwest_middleware::Error::Reqwest(e)) => m.error(error_kind(e)),
+        Err(reqwest_middleware::Error::Middleware(_)) => m.error("middleware"),
     }
 }
 
@@ -227,6 +258,10 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
         let (client, req) = self.build_split();
         async move {
             let mut req = req?;
+            let mut measurement = Metrics::global(Side::Client).http(req.method());
+            if let Some((host, port)) = server_of(&req) {
+                measurement.server(host, port);
+            }
             let (span, cx) = start_call(&req, None);
             let budget = call_budget(&cx, &span, DEFAULT_DEADLINE_MARGIN);
             match budget {
@@ -239,10 +274,16 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
             Propagation::resolve(None).inject(&cx, req.headers_mut());
             let result = client.execute(req).instrument(span.clone()).await;
             match &result {
-                Ok(res) => record_http_status(&span, Side::Client, res.status()),
+                Ok(res) => {
+                    record_http_status(&span, Side::Client, res.status());
+                    measurement.http_status(res.status());
+                }
                 // The span already says why: the budget ran out.
-                Err(_) if budget.is_err() => {}
-                Err(e) => record_reqwest_error(&span, e),
+                Err(_) if budget.is_err() => measurement.error("budget_exhausted"),
+                Err(e) => {
+                    record_reqwest_error(&span, e);
+                    measurement.error(error_kind(e));
+                }
             }
             result
         }
@@ -295,7 +336,12 @@ fn record_reqwest_error(span: &Span, e: &reqwest::Error) {
     if span.is_none() {
         return;
     }
-    let kind = if e.is_timeout() {
+    record_error(span, error_kind(e), error_chain(e));
+}
+
+/// A reqwest failure as `error.type`.
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connect"
@@ -307,8 +353,7 @@ fn record_reqwest_error(span: &Span, e: &reqwest::Error) {
         "request"
     } else {
         "_OTHER"
-    };
-    record_error(span, kind, error_chain(e));
+    }
 }
 
 #[cfg(test)]

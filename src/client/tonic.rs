@@ -19,7 +19,8 @@ use super::{DisablePropagation, SpanName};
 use crate::instrument::body::TracedBody;
 use crate::instrument::client::{call_budget, record_origin, start_span};
 use crate::instrument::grpc::{self, GrpcCode, Side};
-use crate::instrument::options::{client_option_setters, ClientOptions};
+use crate::instrument::metrics::Measurement;
+use crate::instrument::options::{client_metric_setters, client_option_setters, ClientOptions};
 use crate::instrument::span::{self, record_error, record_grpc_status};
 use crate::instrument::{context_of, is_unrecorded};
 use crate::mesh::deadline::{
@@ -63,6 +64,7 @@ impl MeshClientLayer {
     }
 
     client_option_setters!();
+    client_metric_setters!();
 
     /// The mesh route timeout of the channel's destination: a call without a `grpc-timeout`
     /// of its own gets [`MeshTimeout::code_timeout`], and a call asking for less than the
@@ -123,12 +125,17 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let call = grpc::service_and_method(req.uri().path());
-        let (span, cx) = self.start_call(&req, call);
         let options = &self.layer.options;
+        let mut measurement = options.measure(req.method(), call, self.server_of(&req));
+        let (span, cx) = self.start_call(&req, call);
         let budget = match call_budget(&cx, &span, options.margin()) {
             Ok(budget) => budget,
             Err(exhausted) => {
-                return ResponseFuture::failed(budget_exhausted_status(exhausted), span)
+                if let Some(m) = measurement.as_mut() {
+                    m.grpc_status(GrpcCode::DeadlineExceeded);
+                    m.error("budget_exhausted");
+                }
+                return ResponseFuture::failed(budget_exhausted_status(exhausted), span);
             }
         };
         let own = options.own_timeout(
@@ -161,6 +168,7 @@ where
             timer,
             failed: None,
             span: Some(span),
+            measurement,
         }
     }
 }
@@ -180,16 +188,21 @@ impl<S> MeshClient<S> {
         if let Some((service, method)) = call {
             span::record_rpc(&span, service, method);
         }
-        let server = req.uri().host().map(|h| (h, req.uri().port_u16())).or(self
-            .layer
-            .server
-            .as_ref()
-            .map(|(h, p)| (h.as_str(), *p)));
-        if let Some((host, port)) = server {
+        if let Some((host, port)) = self.server_of(req) {
             span::record_server_address(&span, host, port);
         }
         let cx = context_of(&span);
         (span, cx)
+    }
+
+    /// Where the call goes: the request's authority, else the layer's
+    /// [`server_uri`](MeshClientLayer::server_uri).
+    fn server_of<'a, B>(&'a self, req: &'a Request<B>) -> Option<(&'a str, Option<u16>)> {
+        req.uri().host().map(|h| (h, req.uri().port_u16())).or(self
+            .layer
+            .server
+            .as_ref()
+            .map(|(h, p)| (h.as_str(), *p)))
     }
 }
 
@@ -204,6 +217,7 @@ pin_project! {
         timer: Option<tokio::time::Sleep>,
         failed: Option<BoxError>,
         span: Option<Span>,
+        measurement: Option<Measurement>,
     }
 }
 
@@ -215,6 +229,7 @@ impl<F> ResponseFuture<F> {
             timer: None,
             failed: Some(Box::new(status)),
             span: Some(span),
+            measurement: None,
         }
     }
 }
@@ -243,6 +258,9 @@ where
                     GrpcCode::DeadlineExceeded,
                     Some(status.message().to_owned()),
                 );
+                if let Some(mut m) = this.measurement.take() {
+                    m.grpc_status(GrpcCode::DeadlineExceeded);
+                }
                 this.inner.set(None);
                 this.timer.set(None);
                 return Poll::Ready(Err(Box::new(status)));
@@ -256,39 +274,59 @@ where
             }
         };
         let span = this.span.take().unwrap_or_else(Span::none);
+        let mut measurement = this.measurement.take();
         Poll::Ready(match result {
-            // A call of an unrecorded trace: no span, nothing to read for it.
-            Ok(res) if span.is_none() => Ok(with_upstream_time(res, TracedBody::untraced)),
             Ok(res) => {
                 let head = res.headers();
                 let trailers_expected = if let Some(code) = grpc::status(head) {
                     let message = grpc::message(head);
+                    let origin = classify_grpc(code, message.as_deref().unwrap_or(""), head);
                     if code != GrpcCode::Ok {
-                        let message = message.as_deref().unwrap_or("");
-                        record_origin(&span, &classify_grpc(code, message, head));
+                        record_origin(&span, &origin);
+                    }
+                    if let Some(m) = measurement.as_mut() {
+                        m.grpc_status(code);
+                        m.origin(&origin);
                     }
                     record_grpc_status(&span, Side::Client, code, message);
                     false
                 } else if res.status() != StatusCode::OK {
-                    record_origin(&span, &classify(res.status(), head, None));
+                    let origin = classify(res.status(), head, None);
+                    record_origin(&span, &origin);
                     // No gRPC status at all: a proxy (Envoy) or a non-gRPC server answered.
                     // The gRPC HTTP mapping says what the caller will see.
-                    span.set_attribute(
-                        semconv::HTTP_RESPONSE_STATUS_CODE,
-                        i64::from(res.status().as_u16()),
-                    );
+                    if !span.is_none() {
+                        span.set_attribute(
+                            semconv::HTTP_RESPONSE_STATUS_CODE,
+                            i64::from(res.status().as_u16()),
+                        );
+                    }
                     let code = grpc_code_for_http(res.status());
                     record_grpc_status(&span, Side::Client, code, None);
+                    if let Some(m) = measurement.as_mut() {
+                        m.grpc_status(code);
+                        m.origin(&origin);
+                    }
                     false
                 } else {
                     true
                 };
                 Ok(with_upstream_time(res, |body| {
-                    TracedBody::new(body, span, Side::Client, trailers_expected)
+                    // A call of an unrecorded trace has no span: nothing is recorded on it.
+                    let recorded = !span.is_none();
+                    let body = TracedBody::new(body, span, Side::Client, trailers_expected);
+                    match recorded {
+                        true => body,
+                        false => body.unrecorded(),
+                    }
+                    .measured(measurement)
                 }))
             }
             Err(e) => {
                 record_error(&span, "transport", e.to_string());
+                if let Some(m) = measurement.as_mut() {
+                    m.error("transport");
+                }
                 Err(e.into())
             }
         })

@@ -1,7 +1,9 @@
 //! A response body that ends its span when the stream ends, reading gRPC trailers on the way.
 
 use super::grpc::{self, GrpcCode, Side};
+use super::metrics::Measurement;
 use super::span::{record_error, record_grpc_status};
+use crate::mesh::envoy::classify_grpc;
 use bytes::Buf;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
@@ -45,6 +47,8 @@ pin_project! {
         recording: bool,
         // A response-head header to repeat in the trailers (see `carry_to_trailers`).
         carry: Option<(HeaderName, HeaderValue)>,
+        // The request's metric, recorded when the stream ends (recorded or not).
+        measurement: Option<Measurement>,
     }
 }
 
@@ -59,7 +63,20 @@ impl<B> TracedBody<B> {
             grpc,
             recording: true,
             carry: None,
+            measurement: None,
         }
+    }
+
+    /// Records nothing on the span, only ends it (the span of an unsampled request).
+    pub(crate) fn unrecorded(mut self) -> Self {
+        self.recording = false;
+        self
+    }
+
+    /// Records `measurement` when the stream ends, with the gRPC status read there.
+    pub(crate) fn measured(mut self, measurement: Option<Measurement>) -> Self {
+        self.measurement = measurement;
+        self
     }
 
     /// Repeats a header of the response head in the trailers. A gRPC status that arrives in
@@ -80,19 +97,7 @@ impl<B> TracedBody<B> {
             grpc: false,
             recording: false,
             carry: None,
-        }
-    }
-
-    /// A body polled inside `span` and ending it at end of stream, recording nothing on it
-    /// (the span of an unsampled request).
-    pub(crate) fn unrecorded(inner: B, span: Span) -> Self {
-        TracedBody {
-            inner,
-            span: Some(span),
-            side: Side::Server,
-            grpc: false,
-            recording: false,
-            carry: None,
+            measurement: None,
         }
     }
 }
@@ -120,28 +125,46 @@ where
                 trailers.entry(name).or_insert_with(|| value.clone());
             }
         }
-        let Some(span) = this.span.as_ref() else {
+        if this.span.is_none() && this.measurement.is_none() {
             return Poll::Ready(frame);
+        }
+        let end = match &frame {
+            Some(Ok(f)) => match f.trailers_ref() {
+                Some(trailers) => Some(Ok(Some(trailers))),
+                None => this.inner.is_end_stream().then_some(Ok(None)),
+            },
+            Some(Err(e)) => Some(Err(e)),
+            None => Some(Ok(None)),
         };
-        match &frame {
-            Some(Ok(f)) => {
-                if let Some(trailers) = f.trailers_ref() {
-                    finish_grpc(span, *this.side, *this.grpc, Some(trailers));
-                    this.span.take();
-                } else if this.inner.is_end_stream() {
-                    finish_grpc(span, *this.side, *this.grpc, None);
-                    this.span.take();
+        match end {
+            None => {}
+            Some(Ok(trailers)) => {
+                let status = (*this.grpc).then(|| finish_grpc(*this.side, trailers)).flatten();
+                if let (Some(span), Some((code, message))) = (this.span.as_ref(), &status) {
+                    if *this.recording {
+                        record_grpc_status(span, *this.side, *code, message.clone());
+                    }
                 }
+                if let (Some(m), Some((code, message))) = (this.measurement.as_mut(), &status) {
+                    m.grpc_status(*code);
+                    if *this.side == Side::Client {
+                        let message = message.as_deref().unwrap_or("");
+                        let empty = HeaderMap::new();
+                        m.origin(&classify_grpc(*code, message, trailers.unwrap_or(&empty)));
+                    }
+                }
+                this.span.take();
+                this.measurement.take();
             }
             Some(Err(e)) => {
-                if *this.recording {
+                if let (Some(span), true) = (this.span.as_ref(), *this.recording) {
                     record_error(span, "body", e.to_string());
                 }
+                if let Some(m) = this.measurement.as_mut() {
+                    m.error("body");
+                }
                 this.span.take();
-            }
-            None => {
-                finish_grpc(span, *this.side, *this.grpc, None);
-                this.span.take();
+                this.measurement.take();
             }
         }
         Poll::Ready(frame)
@@ -156,20 +179,15 @@ where
     }
 }
 
-/// Records the status a gRPC stream ended with. A stream that ends with no status at all is
-/// a failure for the client, which will see it as an error.
-fn finish_grpc(span: &Span, side: Side, grpc: bool, trailers: Option<&HeaderMap>) {
-    if !grpc {
-        return;
-    }
+/// The status a gRPC stream ended with, and its message. A stream that ends with no status at
+/// all is a failure for the client, which will see it as an error.
+fn finish_grpc(side: Side, trailers: Option<&HeaderMap>) -> Option<(GrpcCode, Option<String>)> {
     match trailers.and_then(|t| grpc::status(t).map(|code| (code, grpc::message(t)))) {
-        Some((code, message)) => record_grpc_status(span, side, code, message),
-        None if side == Side::Client => record_grpc_status(
-            span,
-            side,
+        Some(status) => Some(status),
+        None if side == Side::Client => Some((
             GrpcCode::Unknown,
             Some("stream ended without grpc-status".into()),
-        ),
-        None => {}
+        )),
+        None => None,
     }
 }

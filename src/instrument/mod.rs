@@ -9,6 +9,7 @@ pub(crate) mod body;
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub(crate) mod client;
 pub(crate) mod grpc;
+pub(crate) mod metrics;
 #[cfg(any(feature = "reqwest", feature = "tonic"))]
 pub(crate) mod options;
 pub(crate) mod propagation;

@@ -1,5 +1,7 @@
 //! The options both client layers share, and their builder setters, written once.
 
+use super::grpc::Side;
+use super::metrics::{Measurement, Metrics};
 use super::propagation::Propagation;
 use crate::client::scope::{OutboundScope, Reach};
 use crate::mesh::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
@@ -26,6 +28,8 @@ pub(crate) struct ClientOptions {
     warned: Arc<WarnedOnce>,
     /// Where baggage and pass-through headers may go.
     scope: OutboundScope,
+    /// `None`: no request metrics (and none for the interceptor, which never sees a reply).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for ClientOptions {
@@ -37,6 +41,7 @@ impl Default for ClientOptions {
             mesh_timeout: None,
             warned: Arc::default(),
             scope: OutboundScope::default(),
+            metrics: Some(Metrics::global(Side::Client)),
         }
     }
 }
@@ -64,6 +69,37 @@ impl ClientOptions {
 
     pub(crate) fn set_outbound_scope(&mut self, scope: OutboundScope) {
         self.scope = scope;
+    }
+
+    pub(crate) fn set_meter(&mut self, meter: opentelemetry::metrics::Meter) {
+        self.metrics = Some(Metrics::with_meter(Side::Client, meter));
+    }
+
+    pub(crate) fn set_metrics(&mut self, enabled: bool) {
+        self.metrics = match (enabled, self.metrics.take()) {
+            (false, _) => None,
+            (true, Some(metrics)) => Some(metrics),
+            (true, None) => Some(Metrics::global(Side::Client)),
+        };
+    }
+
+    /// A call's measurement, started now, to `host` and `port`: a gRPC call when `grpc` names
+    /// its service and method, else an HTTP call with `method`.
+    pub(crate) fn measure(
+        &self,
+        method: &http::Method,
+        grpc: Option<(&str, &str)>,
+        server: Option<(&str, Option<u16>)>,
+    ) -> Option<Measurement> {
+        let metrics = self.metrics.as_ref()?;
+        let mut m = match grpc {
+            Some((service, name)) => metrics.grpc_client(service, name),
+            None => metrics.http(method),
+        };
+        if let Some((host, port)) = server {
+            m.server(host, port);
+        }
+        Some(m)
     }
 
     /// What the outbound scope lets a call to `host` carry.
@@ -156,3 +192,29 @@ macro_rules! client_option_setters {
     };
 }
 pub(crate) use client_option_setters;
+
+/// The metric setters of the client layers (the interceptor has none: it never sees a reply).
+macro_rules! client_metric_setters {
+    () => {
+        /// Record the request metrics with this meter (from a meter provider of your own,
+        /// such as a test's), instead of the global meter provider's.
+        pub fn meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+            self.options.set_meter(meter);
+            self
+        }
+
+        /// Whether to record request metrics (on by default): `http.client.request.duration`
+        /// or `rpc.client.call.duration` (gRPC), in seconds, with the semantic conventions'
+        /// attributes (`http.request.method`, `server.address`, `server.port`,
+        /// `http.response.status_code`, `error.type`; `rpc.system.name`, `rpc.method`,
+        /// `rpc.response.status_code`) and who answered, `meshtrace.reply.origin`
+        /// (`upstream`, `envoy` or `unknown`; see [`crate::mesh::envoy`]). Every call is
+        /// measured, sampled or not. Without [`meter`](Self::meter), the instruments come
+        /// from the global meter provider ([`crate::init`] sets one), taken at the first call.
+        pub fn metrics(mut self, enabled: bool) -> Self {
+            self.options.set_metrics(enabled);
+            self
+        }
+    };
+}
+pub(crate) use client_metric_setters;

@@ -53,16 +53,13 @@ where
             span,
             grpc,
             recording,
+            measurement,
             ..
         } = this.traced.take().expect("checked above");
         Poll::Ready(match result {
-            Ok(res) if recording => Ok(on_response(span, grpc, res)),
-            // Nothing to record; the body still runs inside the span, which ends with it.
-            Ok(res) => Ok(res.map(|body| TracedBody::unrecorded(body, span))),
+            Ok(res) => Ok(on_response(span, grpc, recording, measurement, res)),
             Err(e) => {
-                if recording {
-                    on_error(&span, &e);
-                }
+                on_error(&span, recording, measurement, &e);
                 Err(e)
             }
         })

@@ -2,6 +2,8 @@
 
 use super::on_request::RECORDED_HEADERS;
 use super::{MeshServer, PublicEndpoint};
+use crate::instrument::grpc::Side;
+use crate::instrument::metrics::Metrics;
 use crate::instrument::propagation::Propagation;
 use crate::instrument::span::{captured_headers, CapturedHeader};
 use crate::MeshPropagator;
@@ -39,6 +41,8 @@ pub struct MeshServerLayer {
     /// What each request records, from the above (rebuilt by each setter).
     captured: Arc<[CapturedHeader]>,
     public: PublicEndpoint,
+    /// `None`: no request metrics.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for MeshServerLayer {
@@ -51,6 +55,7 @@ impl Default for MeshServerLayer {
             redact: Vec::new(),
             captured: captured_headers(&RECORDED_HEADERS, &[], &[]),
             public: PublicEndpoint::off(),
+            metrics: Some(Metrics::global(Side::Server)),
         }
     }
 }
@@ -64,6 +69,7 @@ impl fmt::Debug for MeshServerLayer {
             .field("record_request_headers", &self.extra_headers)
             .field("redact_headers", &self.redact)
             .field("public_endpoint", &self.public)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -166,6 +172,44 @@ impl MeshServerLayer {
     /// endpoint decision).
     pub(super) fn needs_parts(&self) -> bool {
         self.filter.is_some() || self.public.per_request_decision()
+    }
+
+    /// Record the request metrics with this meter (from a meter provider of your own, such
+    /// as a test's), instead of the global meter provider's. See [`Self::metrics`].
+    ///
+    /// ```
+    /// use meshtrace::server::MeshServerLayer;
+    /// use opentelemetry::metrics::MeterProvider;
+    ///
+    /// let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    /// let layer = MeshServerLayer::new().meter(provider.meter("meshtrace"));
+    /// ```
+    pub fn meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+        self.metrics = Some(Metrics::with_meter(Side::Server, meter));
+        self
+    }
+
+    /// Whether to record request metrics (on by default): `http.server.request.duration`
+    /// for HTTP and `rpc.server.call.duration` for gRPC, in seconds, with the semantic
+    /// conventions' attributes (`http.request.method`, `http.route`, `url.scheme`,
+    /// `network.protocol.version`, `http.response.status_code`, `error.type`;
+    /// `rpc.system.name`, `rpc.method`, `rpc.response.status_code`) and Envoy's attempt
+    /// number, `meshtrace.envoy.attempt_count` (from `x-envoy-attempt-count`, 1 to 16), so
+    /// that the mesh's retries show. Every request the [`filter`](Self::filter) lets through
+    /// is measured, sampled or not, from its arrival to the end of its response stream.
+    /// Without [`meter`](Self::meter), the instruments come from the global meter provider
+    /// ([`crate::init`] sets one), taken at the first request.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = match (enabled, self.metrics.take()) {
+            (false, _) => None,
+            (true, Some(metrics)) => Some(metrics),
+            (true, None) => Some(Metrics::global(Side::Server)),
+        };
+        self
+    }
+
+    pub(super) fn measured_by(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The propagator to extract with, borrowed: no lock and no clone per request.

@@ -5,6 +5,7 @@ use super::make_span::{
     caller_says_unsampled, link_losers, make_span, set_parent, span_name, Call,
 };
 use super::public::PublicEndpoint;
+use crate::instrument::metrics::{Measurement, Metrics};
 use crate::instrument::propagation::Propagation;
 use crate::instrument::span::{self, CapturedHeader};
 use crate::mesh::deadline::{Deadline, DeadlineError, DeadlineExt};
@@ -13,7 +14,7 @@ use http::{HeaderMap, HeaderName, Request};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Instant;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -43,6 +44,8 @@ pub(super) struct Traced {
     pub(super) grpc: bool,
     /// Whether the span is recorded: when not, nothing is recorded on it at the response.
     pub(super) recording: bool,
+    /// The request's metric (recorded whether or not the span is).
+    pub(super) measurement: Option<Measurement>,
     /// The extracted context, made current while the handler runs when no OpenTelemetry
     /// layer tracks the span, so that client layers can still forward the incoming headers.
     fallback: Option<Context>,
@@ -72,7 +75,10 @@ pub(super) fn start<B>(
     propagation: Propagation<'_>,
     captured: &[CapturedHeader],
     public: Option<&PublicEndpoint>,
+    metrics: Option<&Arc<Metrics>>,
 ) -> Traced {
+    let call = Call::of(req);
+    let measurement = metrics.map(|metrics| measure(metrics, req, call));
     let (cx, deadline, incoming) = match public {
         None => {
             let (cx, deadline) = extract(req.headers(), propagation);
@@ -85,7 +91,6 @@ pub(super) fn start<B>(
             (cx, deadline, PublicEndpoint::link(&incoming))
         }
     };
-    let call = Call::of(req);
     let (span, parent_set, started) = if caller_says_unsampled(&cx) {
         let span = span::unnamed_server_span();
         let parent_set = set_parent(&span, &cx);
@@ -110,10 +115,29 @@ pub(super) fn start<B>(
     };
     Traced {
         recording: started.span().is_recording(),
+        measurement,
         fallback: fallback(&started, parent_set, cx),
         span,
         grpc: call.is_grpc(),
     }
+}
+
+/// The request's measurement, started now, with what the request says about itself.
+fn measure<B>(metrics: &Arc<Metrics>, req: &Request<B>, call: Call<'_>) -> Measurement {
+    let mut m = match call {
+        Call::Grpc { service, method } => metrics.grpc_server(service, method, req.uri()),
+        Call::Http { route } => {
+            let mut m = metrics.http(req.method());
+            if let Some(route) = route {
+                m.route(route);
+            }
+            m.scheme(req.uri().scheme_str());
+            m.version(req.version());
+            m
+        }
+    };
+    m.attempt(req.headers());
+    m
 }
 
 /// What only a recorded span needs: links to the losers, the request, the deadline.

@@ -49,6 +49,7 @@ where
             self.layer.propagation(),
             self.layer.captured(),
             public.then_some(self.layer.public_config()),
+            self.layer.measured_by(),
         );
         let inner = traced.in_scope(|| self.inner.call(req));
         ResponseFuture::traced(inner, traced)

@@ -7,6 +7,7 @@
 //! | [`tables`] | the failure report of table tests, rows shown in a failure message |
 //! | [`propagation`] | extracted baggage and errors in comparable form, propagation generators |
 //! | [`telemetry`] | the global subscriber, the in-memory exporter, runtimes with a dispatch |
+//! | [`metrics`] | a meter provider over the in-memory metric exporter, histograms read back |
 //! | [`spans`] | spans of a trace, one span by name, attributes, chains, the tree for snapshots |
 //! | [`servers`] | serving on 127.0.0.1, the traced reqwest client, a recording back service |
 //! | [`relay`] | the gRPC relay service `meshtrace.test.Relay` and its clients |
@@ -26,6 +27,7 @@ pub mod headers;
 pub mod propagation;
 pub mod tables;
 
+pub mod metrics;
 pub mod spans;
 pub mod telemetry;
 

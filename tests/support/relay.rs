@@ -185,10 +185,15 @@ impl tonic::server::NamedService for Relay {
 /// Serves `relay` with tonic's server and `MeshServerLayer` on a free port of 127.0.0.1;
 /// returns its address.
 pub async fn serve_grpc(relay: Relay) -> SocketAddr {
+    serve_grpc_with(relay, MeshServerLayer::new()).await
+}
+
+/// Like [`serve_grpc`], through `layer`.
+pub async fn serve_grpc_with(relay: Relay, layer: MeshServerLayer) -> SocketAddr {
     let (listener, addr) = super::servers::listen().await;
     tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .layer(MeshServerLayer::new())
+            .layer(layer)
             .add_service(relay)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
