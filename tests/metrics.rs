@@ -12,7 +12,9 @@ use meshtrace::client::reqwest::MeshClientMiddleware;
 use meshtrace::client::tonic::MeshClientLayer;
 use meshtrace::server::MeshServerLayer;
 use support::metrics::Meters;
-use support::relay::{endpoint_of, forward, grpc_client_with, relay, serve_grpc_with, ForwardReply};
+use support::relay::{
+    endpoint_of, forward, grpc_client_with, relay, serve_grpc_with, ForwardReply,
+};
 use support::servers::serve;
 use support::sidecar::{LocalReply, Sidecar, SidecarConfig};
 
@@ -43,11 +45,9 @@ fn client(layer: MeshClientMiddleware) -> reqwest_middleware::ClientWithMiddlewa
 async fn http_requests_behind_a_sidecar_are_measured_on_both_sides() {
     support::telemetry::exporter();
     let (server_meters, client_meters) = (Meters::new(), Meters::new());
-    let back = serve(app(
-        MeshServerLayer::new()
-            .meter(server_meters.meter())
-            .filter(|req| req.uri.path() != "/healthz"),
-    ))
+    let back = serve(app(MeshServerLayer::new()
+        .meter(server_meters.meter())
+        .filter(|req| req.uri.path() != "/healthz")))
     .await;
     let sidecar = Sidecar::start(back, SidecarConfig::default().with_retries(2)).await;
     let http = client(MeshClientMiddleware::new().meter(client_meters.meter()));
@@ -61,7 +61,14 @@ async fn http_requests_behind_a_sidecar_are_measured_on_both_sides() {
     let res = http.get(format!("{url}/flaky")).send().await.unwrap();
     assert_eq!(res.status(), 503);
     // Not traced, so not measured either.
-    assert_eq!(http.get(format!("{url}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // The sidecar answers by itself: the app never sees the request.
     sidecar.set_reply(Some(LocalReply::NoHealthyUpstream));
     let res = http.get(format!("{url}/orders/9")).send().await.unwrap();
@@ -82,9 +89,14 @@ async fn http_requests_behind_a_sidecar_are_measured_on_both_sides() {
         assert_eq!(res.status(), 200);
     }
 
-    let server = server_meters.histogram("http.server.request.duration").await;
+    let server = server_meters
+        .histogram("http.server.request.duration")
+        .await;
     assert_eq!(server.unit, "s");
-    assert!(server.points.iter().all(|p| p.bounds == BUCKETS), "{server:#?}");
+    assert!(
+        server.points.iter().all(|p| p.bounds == BUCKETS),
+        "{server:#?}"
+    );
     let base = [
         ("http.request.method", "GET"),
         ("url.scheme", "http"),
@@ -116,7 +128,9 @@ async fn http_requests_behind_a_sidecar_are_measured_on_both_sides() {
     assert_eq!(server.count(&[("http.route", "/healthz")]), 0);
     assert_eq!(server.count(&[]), 8, "{server:#?}");
 
-    let client = client_meters.histogram("http.client.request.duration").await;
+    let client = client_meters
+        .histogram("http.client.request.duration")
+        .await;
     assert_eq!(client.unit, "s");
     assert!(client.points.iter().all(|p| p.bounds == BUCKETS));
     let port = sidecar.addr().port().to_string();
@@ -179,7 +193,12 @@ async fn grpc_calls_are_measured_with_the_current_rpc_conventions() {
     let attempt = ("meshtrace.envoy.attempt_count", "1");
     assert_eq!(
         server
-            .exactly(&[system, forward_method, ("rpc.response.status_code", "OK"), attempt])
+            .exactly(&[
+                system,
+                forward_method,
+                ("rpc.response.status_code", "OK"),
+                attempt
+            ])
             .count,
         2
     );
@@ -206,7 +225,10 @@ async fn grpc_calls_are_measured_with_the_current_rpc_conventions() {
         server.points.iter().all(|p| p.attr("http.route").is_none()),
         "gRPC calls are not HTTP requests"
     );
-    assert!(server_meters.read("http.server.request.duration").points.is_empty());
+    assert!(server_meters
+        .read("http.server.request.duration")
+        .points
+        .is_empty());
 
     let client = client_meters.histogram("rpc.client.call.duration").await;
     let port = sidecar.addr().port().to_string();
@@ -228,7 +250,10 @@ async fn grpc_calls_are_measured_with_the_current_rpc_conventions() {
     assert_eq!(call(forward, "OK", "upstream"), 2);
     assert_eq!(call(forward, "UNAVAILABLE", "upstream"), 1, "the app's own");
     assert_eq!(call(forward, "UNAVAILABLE", "envoy"), 1, "the sidecar's");
-    assert_eq!(call("meshtrace.test.Relay/Nope", "UNIMPLEMENTED", "upstream"), 1);
+    assert_eq!(
+        call("meshtrace.test.Relay/Nope", "UNIMPLEMENTED", "upstream"),
+        1
+    );
 }
 
 /// `Relay/Nope`, which the relay does not have.
@@ -251,9 +276,26 @@ async fn unknown_method(
 async fn layers_with_metrics_off_record_none() {
     support::telemetry::exporter();
     let meters = Meters::new();
-    let back = serve(app(MeshServerLayer::new().meter(meters.meter()).metrics(false))).await;
-    let http = client(MeshClientMiddleware::new().meter(meters.meter()).metrics(false));
-    http.get(format!("http://{back}/orders/1")).send().await.unwrap();
-    assert!(meters.histogram("http.server.request.duration").await.points.is_empty());
-    assert!(meters.read("http.client.request.duration").points.is_empty());
+    let back = serve(app(MeshServerLayer::new()
+        .meter(meters.meter())
+        .metrics(false)))
+    .await;
+    let http = client(
+        MeshClientMiddleware::new()
+            .meter(meters.meter())
+            .metrics(false),
+    );
+    http.get(format!("http://{back}/orders/1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(meters
+        .histogram("http.server.request.duration")
+        .await
+        .points
+        .is_empty());
+    assert!(meters
+        .read("http.client.request.duration")
+        .points
+        .is_empty());
 }

@@ -1,7 +1,7 @@
 //! [`TelemetryBuilder`] and what it configures: the OTLP exporter, the batch processor, the
 //! sampler, the resource and the subscriber it builds from them.
 
-use super::{EnvError, InitError, Telemetry};
+use super::{EnvError, InitError, MetricsExporter, Telemetry};
 use crate::{MeshPropagator, MeshSampler};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
@@ -11,7 +11,6 @@ use opentelemetry_sdk::trace::{
     BatchConfig, BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, ShouldSample,
     TracerProviderBuilder,
 };
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 use tracing::Dispatch;
@@ -210,6 +209,8 @@ pub struct TelemetryBuilder {
     pub(super) shutdown_timeout: Duration,
     pub(super) hooks: Vec<ProviderHook>,
     pub(super) span_extras: SpanExtras,
+    pub(super) metrics: Option<MetricsExporter>,
+    pub(super) metric_interval: Duration,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -227,11 +228,15 @@ impl fmt::Debug for TelemetryBuilder {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("extra_exporters", &self.hooks.len())
             .field("span_extras", &self.span_extras)
+            .field("metrics", &self.metrics)
+            .field("metric_interval", &self.metric_interval)
             .finish()
     }
 }
 
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `OTEL_METRIC_EXPORT_INTERVAL`'s default.
+pub(super) const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 
 impl TelemetryBuilder {
     /// The defaults, ignoring the environment: the Istio propagator, OTLP/HTTP to
@@ -256,6 +261,11 @@ impl TelemetryBuilder {
             shutdown_timeout: Duration::from_secs(5),
             hooks: Vec::new(),
             span_extras: SpanExtras::NONE,
+            metrics: Some(MetricsExporter::Otlp(OtlpConfig::new(
+                Protocol::HttpProtobuf,
+                "http://localhost:4318/v1/metrics",
+            ))),
+            metric_interval: DEFAULT_METRIC_INTERVAL,
         }
     }
 
@@ -340,6 +350,25 @@ impl TelemetryBuilder {
         self.span_extras
     }
 
+    /// Where the layers' request metrics go, or `None` for no meter provider at all (the
+    /// layers' instruments are then no-ops, costing next to nothing).
+    pub fn metrics(mut self, exporter: Option<MetricsExporter>) -> Self {
+        self.metrics = exporter;
+        self
+    }
+
+    /// How often metrics are pushed over OTLP (60 s by default, as
+    /// `OTEL_METRIC_EXPORT_INTERVAL`'s).
+    pub fn metric_export_interval(mut self, interval: Duration) -> Self {
+        self.metric_interval = interval;
+        self
+    }
+
+    /// The metrics exporter and export interval configured.
+    pub fn metrics_config(&self) -> (Option<&MetricsExporter>, Duration) {
+        (self.metrics.as_ref(), self.metric_interval)
+    }
+
     /// What is configured to be exported to, if anything.
     pub fn otlp_config(&self) -> Option<&OtlpConfig> {
         self.otlp.as_ref()
@@ -363,6 +392,7 @@ impl TelemetryBuilder {
             .logs
             .then(|| tracing_subscriber::fmt::layer().with_filter(filter));
 
+        let mut meters = None;
         let provider = if self.disabled {
             None
         } else {
@@ -376,6 +406,13 @@ impl TelemetryBuilder {
                 )
                 .with_service_name(service_name)
                 .build();
+            if let Some(exporter) = &self.metrics {
+                meters = Some(super::metrics::build(
+                    exporter,
+                    self.metric_interval,
+                    resource.clone(),
+                )?);
+            }
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource)
                 .with_sampler(self.sampler.sampler());
@@ -406,6 +443,7 @@ impl TelemetryBuilder {
         Ok(Telemetry {
             dispatch,
             provider,
+            meters,
             propagator: self.propagator,
             shutdown_timeout: self.shutdown_timeout,
         })
@@ -432,35 +470,64 @@ fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, 
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let exporter = match otlp.protocol {
         Protocol::Grpc => {
-            // tonic would panic building its channel outside a runtime.
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Err(InitError::NoRuntime);
-            }
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (k, v) in &otlp.headers {
-                if let (Ok(k), Ok(v)) = (
-                    tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
-                    tonic::metadata::MetadataValue::try_from(v.as_str()),
-                ) {
-                    metadata.insert(k, v);
-                }
-            }
+            let (metadata, endpoint, timeout) = otlp_settings::grpc(otlp)?;
             builder
                 .with_tonic()
-                .with_endpoint(otlp.endpoint.clone())
-                .with_timeout(otlp.timeout)
+                .with_endpoint(endpoint)
+                .with_timeout(timeout)
                 .with_metadata(metadata)
                 .build()
         }
-        Protocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(otlp.endpoint.clone())
-            .with_timeout(otlp.timeout)
-            .with_headers(otlp.headers.iter().cloned().collect::<HashMap<_, _>>())
-            .build(),
+        Protocol::HttpProtobuf => {
+            let (headers, endpoint, timeout) = otlp_settings::http(otlp);
+            builder
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(endpoint)
+                .with_timeout(timeout)
+                .with_headers(headers)
+                .build()
+        }
     };
     Ok(exporter?)
+}
+
+/// An [`OtlpConfig`] as opentelemetry-otlp's builders take it, for every signal's exporter.
+pub(super) mod otlp_settings {
+    use super::{InitError, OtlpConfig};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    /// gRPC metadata, endpoint and timeout; an error outside a tokio runtime, where tonic
+    /// would panic building its channel.
+    pub(in crate::export) fn grpc(
+        otlp: &OtlpConfig,
+    ) -> Result<(tonic::metadata::MetadataMap, String, Duration), InitError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(InitError::NoRuntime);
+        }
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        for (k, v) in &otlp.headers {
+            if let (Ok(k), Ok(v)) = (
+                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+                tonic::metadata::MetadataValue::try_from(v.as_str()),
+            ) {
+                metadata.insert(k, v);
+            }
+        }
+        Ok((metadata, otlp.endpoint.clone(), otlp.timeout))
+    }
+
+    /// HTTP headers, endpoint and timeout.
+    pub(in crate::export) fn http(
+        otlp: &OtlpConfig,
+    ) -> (HashMap<String, String>, String, Duration) {
+        (
+            otlp.headers.iter().cloned().collect(),
+            otlp.endpoint.clone(),
+            otlp.timeout,
+        )
+    }
 }
 
 #[cfg(test)]

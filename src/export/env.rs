@@ -1,10 +1,10 @@
 //! OpenTelemetry's environment variables (the [table](crate::export) of the module docs),
 //! read into a [`TelemetryBuilder`].
 
-use super::builder::DEFAULT_TIMEOUT;
+use super::builder::{DEFAULT_METRIC_INTERVAL, DEFAULT_TIMEOUT};
 use super::{
-    BatchSettings, InitError, OtlpConfig, Protocol, RootSampler, SamplerConfig, SpanExtras,
-    TelemetryBuilder,
+    BatchSettings, InitError, MetricsExporter, OtlpConfig, Protocol, RootSampler, SamplerConfig,
+    SpanExtras, TelemetryBuilder,
 };
 use crate::propagation::env::{PropagatorList, PropagatorsError};
 use std::time::Duration;
@@ -23,6 +23,13 @@ pub enum EnvError {
     /// A traces exporter other than `otlp` or `none`.
     #[error("unsupported traces exporter (use `otlp` or `none`)")]
     Exporter,
+    /// A metrics exporter other than `otlp`, `prometheus` (with the `prometheus` feature) or
+    /// `none`.
+    #[error("unsupported metrics exporter (use `otlp`, `none`, or `prometheus` with meshtrace's `prometheus` feature)")]
+    MetricsExporter,
+    /// Not a TCP port number.
+    #[error("expected a port number (0 to 65535)")]
+    Port,
     /// Not an `http://` or `https://` URL with a host.
     #[error("not an http(s) URL with a host")]
     Url,
@@ -106,6 +113,7 @@ impl TelemetryBuilder {
         }
         b.sampler = sampler_from(&get)?;
         b.otlp = otlp_from(&get)?;
+        (b.metrics, b.metric_interval) = metrics_from(&get)?;
         b.batch = batch_from(&get)?;
         Ok(b)
     }
@@ -193,27 +201,120 @@ fn batch_from(get: &impl Fn(&str) -> Option<String>) -> Result<BatchSettings, In
     Ok(batch)
 }
 
-fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, InitError> {
-    let bad =
-        |var: &'static str, value: String, error: EnvError| InitError::Env { var, value, error };
-    // The traces-specific variable wins over the general one.
-    let pick = |traces: &'static str, general: &'static str| {
-        get(traces)
-            .map(|v| (traces, v))
-            .or_else(|| get(general).map(|v| (general, v)))
-    };
+/// One signal's OTLP variables: `OTEL_EXPORTER_OTLP_<SIGNAL>_*`, falling back to the general
+/// `OTEL_EXPORTER_OTLP_*`, and the path appended to the general endpoint for HTTP.
+struct Signal {
+    protocol: &'static str,
+    endpoint: &'static str,
+    headers: &'static str,
+    timeout: &'static str,
+    path: &'static str,
+}
 
+const TRACES: Signal = Signal {
+    protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    path: "/v1/traces",
+};
+
+const METRICS: Signal = Signal {
+    protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+    path: "/v1/metrics",
+};
+
+fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, InitError> {
     if let Some(v) = get("OTEL_TRACES_EXPORTER") {
         match v.trim().to_ascii_lowercase().as_str() {
             "otlp" => {}
             "none" => return Ok(None),
-            _ => return Err(bad("OTEL_TRACES_EXPORTER", v, EnvError::Exporter)),
+            _ => {
+                return Err(InitError::Env {
+                    var: "OTEL_TRACES_EXPORTER",
+                    value: v,
+                    error: EnvError::Exporter,
+                })
+            }
         }
     }
-    let protocol = match pick(
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ) {
+    otlp_for(get, &TRACES).map(Some)
+}
+
+/// `OTEL_METRICS_EXPORTER` (`otlp`, `prometheus` with the `prometheus` feature, or `none`),
+/// its exporter's variables, and `OTEL_METRIC_EXPORT_INTERVAL`.
+fn metrics_from(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(Option<MetricsExporter>, Duration), InitError> {
+    const VAR: &str = "OTEL_METRICS_EXPORTER";
+    let interval = match get("OTEL_METRIC_EXPORT_INTERVAL") {
+        None => DEFAULT_METRIC_INTERVAL,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => {
+                return Err(InitError::Env {
+                    var: "OTEL_METRIC_EXPORT_INTERVAL",
+                    value: v,
+                    error: EnvError::Positive,
+                })
+            }
+        },
+    };
+    let exporter = match get(VAR).map(|v| (v.trim().to_ascii_lowercase(), v)) {
+        None => Some(MetricsExporter::Otlp(otlp_for(get, &METRICS)?)),
+        Some((name, v)) => match name.as_str() {
+            "otlp" => Some(MetricsExporter::Otlp(otlp_for(get, &METRICS)?)),
+            "none" => None,
+            #[cfg(feature = "prometheus")]
+            "prometheus" => Some(MetricsExporter::Prometheus(prometheus_from(get)?)),
+            _ => {
+                return Err(InitError::Env {
+                    var: VAR,
+                    value: v,
+                    error: EnvError::MetricsExporter,
+                })
+            }
+        },
+    };
+    Ok((exporter, interval))
+}
+
+/// `OTEL_EXPORTER_PROMETHEUS_HOST` and `_PORT`: where the scrape endpoint listens
+/// (`localhost:9464` by default, where Istio's metrics merging finds it).
+#[cfg(feature = "prometheus")]
+fn prometheus_from(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<super::PrometheusConfig, InitError> {
+    let mut config = super::PrometheusConfig::default();
+    if let Some(v) = get("OTEL_EXPORTER_PROMETHEUS_HOST") {
+        config.host = v.trim().to_owned();
+    }
+    if let Some(v) = get("OTEL_EXPORTER_PROMETHEUS_PORT") {
+        config.port = v.trim().parse::<u16>().map_err(|_| InitError::Env {
+            var: "OTEL_EXPORTER_PROMETHEUS_PORT",
+            value: v.clone(),
+            error: EnvError::Port,
+        })?;
+    }
+    Ok(config)
+}
+
+/// One signal's OTLP exporter settings; the signal's own variable wins over the general one.
+fn otlp_for(
+    get: &impl Fn(&str) -> Option<String>,
+    signal: &Signal,
+) -> Result<OtlpConfig, InitError> {
+    let bad =
+        |var: &'static str, value: String, error: EnvError| InitError::Env { var, value, error };
+    let pick = |own: &'static str, general: &'static str| {
+        get(own)
+            .map(|v| (own, v))
+            .or_else(|| get(general).map(|v| (general, v)))
+    };
+    let protocol = match pick(signal.protocol, "OTEL_EXPORTER_OTLP_PROTOCOL") {
         None => Protocol::HttpProtobuf,
         Some((var, v)) => match v.trim() {
             "grpc" => Protocol::Grpc,
@@ -221,33 +322,29 @@ fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>
             _ => return Err(bad(var, v, EnvError::Protocol)),
         },
     };
-    let endpoint = if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-        check_url(&v).map_err(|e| bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v.clone(), e))?;
+    let endpoint = if let Some(v) = get(signal.endpoint) {
+        check_url(&v).map_err(|e| bad(signal.endpoint, v.clone(), e))?;
         v.trim().to_owned()
     } else if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
         check_url(&v).map_err(|e| bad("OTEL_EXPORTER_OTLP_ENDPOINT", v.clone(), e))?;
         match protocol {
             Protocol::Grpc => v.trim().to_owned(),
             // The general endpoint is a base URL; the signal's path is appended (OTLP spec).
-            Protocol::HttpProtobuf => format!("{}/v1/traces", v.trim().trim_end_matches('/')),
+            Protocol::HttpProtobuf => {
+                format!("{}{}", v.trim().trim_end_matches('/'), signal.path)
+            }
         }
     } else {
         match protocol {
             Protocol::Grpc => "http://localhost:4317".into(),
-            Protocol::HttpProtobuf => "http://localhost:4318/v1/traces".into(),
+            Protocol::HttpProtobuf => format!("http://localhost:4318{}", signal.path),
         }
     };
-    let headers = match pick(
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-    ) {
+    let headers = match pick(signal.headers, "OTEL_EXPORTER_OTLP_HEADERS") {
         None => Vec::new(),
         Some((var, v)) => parse_key_values(&v).map_err(|e| bad(var, v.clone(), e))?,
     };
-    let timeout = match pick(
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-    ) {
+    let timeout = match pick(signal.timeout, "OTEL_EXPORTER_OTLP_TIMEOUT") {
         None => DEFAULT_TIMEOUT,
         Some((var, v)) => Duration::from_millis(
             v.trim()
@@ -255,12 +352,12 @@ fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>
                 .map_err(|_| bad(var, v.clone(), EnvError::Millis))?,
         ),
     };
-    Ok(Some(OtlpConfig {
+    Ok(OtlpConfig {
         protocol,
         endpoint,
         headers,
         timeout,
-    }))
+    })
 }
 
 fn check_url(v: &str) -> Result<(), EnvError> {
@@ -391,6 +488,79 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn metrics_variables() {
+        let b = TelemetryBuilder::from_env_source(env(&[])).unwrap();
+        assert_eq!(
+            b.metrics_config(),
+            (
+                Some(&MetricsExporter::Otlp(OtlpConfig::new(
+                    Protocol::HttpProtobuf,
+                    "http://localhost:4318/v1/metrics"
+                ))),
+                Duration::from_secs(60)
+            )
+        );
+        // The general variables serve both signals, each with its own path; the metrics'
+        // own variables win.
+        let b = TelemetryBuilder::from_env_source(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=1"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "api-key=2"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "700"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1500"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            b.otlp_config().unwrap().endpoint,
+            "http://collector:4318/v1/traces"
+        );
+        let (Some(MetricsExporter::Otlp(m)), interval) = b.metrics_config() else {
+            panic!("otlp metrics expected");
+        };
+        assert_eq!(m.endpoint, "http://collector:4318/v1/metrics");
+        assert_eq!(m.headers, [("api-key".into(), "2".into())]);
+        assert_eq!(m.timeout, Duration::from_millis(700));
+        assert_eq!(interval, Duration::from_millis(1500));
+        let b = TelemetryBuilder::from_env_source(env(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4317"),
+        ]))
+        .unwrap();
+        let (Some(MetricsExporter::Otlp(m)), _) = b.metrics_config() else {
+            panic!("otlp metrics expected");
+        };
+        assert_eq!(
+            (m.protocol, m.endpoint.as_str()),
+            (Protocol::Grpc, "http://metrics:4317")
+        );
+        assert_eq!(b.otlp_config().unwrap().protocol, Protocol::HttpProtobuf);
+        let b =
+            TelemetryBuilder::from_env_source(env(&[("OTEL_METRICS_EXPORTER", " None ")])).unwrap();
+        assert_eq!(b.metrics_config().0, None);
+        #[cfg(feature = "prometheus")]
+        {
+            let b = TelemetryBuilder::from_env_source(env(&[
+                ("OTEL_METRICS_EXPORTER", "prometheus"),
+                ("OTEL_EXPORTER_PROMETHEUS_PORT", "9090"),
+            ]))
+            .unwrap();
+            let Some(MetricsExporter::Prometheus(p)) = b.metrics_config().0 else {
+                panic!("prometheus expected");
+            };
+            assert_eq!((p.host.as_str(), p.port), ("localhost", 9090));
+            let (var, _, e) = err(&[
+                ("OTEL_METRICS_EXPORTER", "prometheus"),
+                ("OTEL_EXPORTER_PROMETHEUS_PORT", "70000"),
+            ]);
+            assert_eq!(
+                (var.as_str(), e),
+                ("OTEL_EXPORTER_PROMETHEUS_PORT", EnvError::Port)
+            );
+        }
+    }
+
+    #[test]
     fn samplers() {
         for (name, arg, want) in [
             ("always_on", None, SamplerConfig::AlwaysOn),
@@ -467,6 +637,15 @@ pub(super) mod tests {
             (&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "half")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER", EnvError::Exporter),
+            (&[("OTEL_METRICS_EXPORTER", "statsd")], "OTEL_METRICS_EXPORTER", EnvError::MetricsExporter),
+            (&[("OTEL_METRIC_EXPORT_INTERVAL", "0")], "OTEL_METRIC_EXPORT_INTERVAL", EnvError::Positive),
+            (&[("OTEL_METRIC_EXPORT_INTERVAL", "1m")], "OTEL_METRIC_EXPORT_INTERVAL", EnvError::Positive),
+            (&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", EnvError::Protocol),
+            (&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", EnvError::Url),
+            (&[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "k")], "OTEL_EXPORTER_OTLP_METRICS_HEADERS", EnvError::KeyValue("k".into())),
+            (&[("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-5")], "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", EnvError::Millis),
+            // The traces are fine; the general endpoint is checked for the metrics too.
+            (&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4318/v1/traces"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger")], "OTEL_EXPORTER_OTLP_ENDPOINT", EnvError::Url),
             (&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")], "OTEL_BSP_MAX_QUEUE_SIZE", EnvError::Positive),
             (&[("OTEL_BSP_SCHEDULE_DELAY", "5s")], "OTEL_BSP_SCHEDULE_DELAY", EnvError::Positive),
             (&[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1")], "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", EnvError::Positive),

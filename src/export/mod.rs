@@ -42,6 +42,9 @@ use tracing::Dispatch;
 
 mod builder;
 mod env;
+mod metrics;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod shutdown;
 mod signal;
 
@@ -49,9 +52,13 @@ pub use builder::{
     BatchSettings, OtlpConfig, Protocol, RootSampler, SamplerConfig, SpanExtras, TelemetryBuilder,
 };
 pub use env::EnvError;
+pub use metrics::MetricsExporter;
+#[cfg(feature = "prometheus")]
+pub use metrics::PrometheusConfig;
 pub use signal::shutdown_signal;
 
-use shutdown::shutdown_within;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use shutdown::{shutdown_within, Provider};
 
 /// Sets everything up from the environment and installs it globally: the propagator, the
 /// subscriber, the exporter. Keep the returned guard alive; dropping it flushes and shuts
@@ -78,6 +85,15 @@ pub enum InitError {
     /// The OTLP exporter could not be built.
     #[error("OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// The Prometheus scrape endpoint could not listen.
+    #[cfg(feature = "prometheus")]
+    #[error("Prometheus scrape endpoint on {addr}: {error}")]
+    Prometheus {
+        /// Where it tried to listen.
+        addr: String,
+        /// Why it could not.
+        error: std::io::Error,
+    },
     /// A global `tracing` subscriber was installed before.
     #[error("a global tracing subscriber is already installed")]
     SubscriberAlreadySet,
@@ -90,6 +106,7 @@ pub enum InitError {
 pub struct Telemetry {
     dispatch: Dispatch,
     provider: Option<SdkTracerProvider>,
+    meters: Option<metrics::Built>,
     propagator: MeshPropagator,
     shutdown_timeout: Duration,
 }
@@ -98,6 +115,7 @@ impl fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Telemetry")
             .field("provider", &self.provider)
+            .field("meter_provider", &self.meter_provider())
             .field("propagator", &self.propagator)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
@@ -121,8 +139,23 @@ impl Telemetry {
         &self.propagator
     }
 
-    /// Installs the subscriber, the propagator ([`crate::set_global_propagator`]) and the
-    /// tracer provider globally.
+    /// The meter provider of the request metrics (`None` when `OTEL_SDK_DISABLED=true` or
+    /// `OTEL_METRICS_EXPORTER=none`).
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meters.as_ref().map(|m| &m.provider)
+    }
+
+    /// Where the Prometheus scrape endpoint listens, when `OTEL_METRICS_EXPORTER=prometheus`.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus_addr(&self) -> Option<std::net::SocketAddr> {
+        self.meters
+            .as_ref()
+            .and_then(|m| m.prometheus.as_ref())
+            .map(|p| p.addr())
+    }
+
+    /// Installs the subscriber, the propagator ([`crate::set_global_propagator`]), the
+    /// tracer provider and the meter provider globally.
     pub fn install(self) -> Result<TelemetryGuard, InitError> {
         if tracing::dispatcher::set_global_default(self.dispatch.clone()).is_err() {
             // Shut the unused provider down within our timeout, not the SDK's default.
@@ -133,44 +166,69 @@ impl Telemetry {
         if let Some(provider) = &self.provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
+        if let Some(meters) = self.meter_provider() {
+            opentelemetry::global::set_meter_provider(meters.clone());
+        }
         Ok(self.into_guard())
     }
 
     /// The guard alone, for telemetry used without installing it globally.
     pub fn into_guard(self) -> TelemetryGuard {
+        let mut providers: Vec<Box<dyn Provider>> = Vec::new();
+        if let Some(provider) = self.provider {
+            providers.push(Box::new(provider));
+        }
+        #[cfg(feature = "prometheus")]
+        let mut scrape = None;
+        if let Some(meters) = self.meters {
+            providers.push(Box::new(meters.provider));
+            #[cfg(feature = "prometheus")]
+            {
+                scrape = meters.prometheus;
+            }
+        }
         TelemetryGuard {
-            provider: self.provider,
+            providers,
             timeout: self.shutdown_timeout,
+            #[cfg(feature = "prometheus")]
+            _scrape: scrape,
         }
     }
 }
 
-/// Flushes and shuts the exporter down when dropped, within the configured timeout.
-#[derive(Debug)]
+/// Flushes and shuts the exporters down when dropped (spans, then metrics), within the
+/// configured timeout.
 #[must_use = "dropping the guard shuts the exporter down"]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    providers: Vec<Box<dyn Provider>>,
     timeout: Duration,
+    /// Stops serving scrapes when the guard goes, after the last flush.
+    #[cfg(feature = "prometheus")]
+    _scrape: Option<prometheus::ScrapeEndpoint>,
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("providers", &self.providers.len())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TelemetryGuard {
     /// Flushes what is queued and shuts down, within the configured timeout; says whether
     /// everything went out (an export the collector refused is an error here).
     pub fn shutdown(mut self) -> Result<(), OTelSdkError> {
-        match self.provider.take() {
-            Some(provider) => shutdown_within(provider, self.timeout),
-            None => Ok(()),
-        }
+        shutdown_within(std::mem::take(&mut self.providers), self.timeout)
     }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(e) = shutdown_within(provider, self.timeout) {
-                // The subscriber may be gone by now; standard error is always there.
-                eprintln!("meshtrace: telemetry shutdown: {e}");
-            }
+        if let Err(e) = shutdown_within(std::mem::take(&mut self.providers), self.timeout) {
+            // The subscriber may be gone by now; standard error is always there.
+            eprintln!("meshtrace: telemetry shutdown: {e}");
         }
     }
 }

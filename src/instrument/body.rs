@@ -139,7 +139,9 @@ where
         match end {
             None => {}
             Some(Ok(trailers)) => {
-                let status = (*this.grpc).then(|| finish_grpc(*this.side, trailers)).flatten();
+                let status = (*this.grpc)
+                    .then(|| finish_grpc(*this.side, trailers))
+                    .flatten();
                 if let (Some(span), Some((code, message))) = (this.span.as_ref(), &status) {
                     if *this.recording {
                         record_grpc_status(span, *this.side, *code, message.clone());

@@ -528,10 +528,7 @@ mod tests {
             "helloworld.Greeter/SayHello"
         );
         let long = "s".repeat(200);
-        assert_eq!(
-            names.get_joined(&long, "M").as_str(),
-            format!("{long}/M")
-        );
+        assert_eq!(names.get_joined(&long, "M").as_str(), format!("{long}/M"));
     }
 
     #[test]

@@ -12,19 +12,23 @@
 //! [`Receiver::stop`] / [`Receiver::restart`] take the collector down and bring it back on the
 //! same port.
 //!
+//! It also takes metrics exports (`MetricsService/Export`, `POST /v1/metrics`), always
+//! answering success, and reads histograms back ([`Receiver::histogram`]).
+//!
 //! [`service`] runs an instrumented service exporting to it, for the tests built with
 //! meshtrace's `otlp` feature.
 
 #[cfg(feature = "otlp")]
 pub mod service;
 
+mod metrics;
 mod received;
 mod receiver;
 mod store;
 
 // Re-exported so that the tests name everything from here; each test uses some of it.
 #[allow(unused_imports)]
-pub use self::{received::*, receiver::*, store::*};
+pub use self::{metrics::*, received::*, receiver::*, store::*};
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -127,13 +127,16 @@ impl Receiver {
         let (stop, stopped) = oneshot::channel();
         let task = match self.transport {
             Transport::Grpc => {
-                let service =
+                let traces =
                     TraceServiceServer::from_arc(Arc::new(GrpcTraces(self.shared.clone())));
+                let service = tonic::service::Routes::new(traces)
+                    .add_service(super::metrics::grpc_service(self.shared.clone()));
                 tokio::spawn(accept_loop(listener, service, stopped))
             }
             Transport::Http => {
                 let service = Router::new()
                     .route(TRACES_PATH, post(http_export))
+                    .route(METRICS_PATH, post(super::metrics::http_export_metrics))
                     .with_state(self.shared.clone());
                 tokio::spawn(accept_loop(listener, service, stopped))
             }

@@ -17,6 +17,7 @@ use crate::support::telemetry::runtime;
 use meshtrace::export::{TelemetryBuilder, TelemetryGuard};
 use meshtrace::MeshPropagator;
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -91,6 +92,8 @@ pub struct Service<A> {
     pub dispatch: Dispatch,
     /// `None` when the SDK is disabled.
     pub provider: Option<SdkTracerProvider>,
+    /// `None` when the SDK is disabled or `OTEL_METRICS_EXPORTER=none`.
+    pub meters: Option<SdkMeterProvider>,
     pub guard: Option<TelemetryGuard>,
     /// What `launch` made of the app: addresses, clients, ...
     pub app: A,
@@ -106,6 +109,16 @@ impl<A> Service<A> {
         telemetry: TelemetryBuilder,
         app: impl Future<Output = A>,
     ) -> Service<A> {
+        Service::launch_measured(name, telemetry, |_| app)
+    }
+
+    /// Like [`Service::launch`], the app made by `app` from the telemetry's meter provider
+    /// (for its layers' `.meter(..)`: the provider is not installed globally).
+    pub fn launch_measured<F: Future<Output = A>>(
+        name: &str,
+        telemetry: TelemetryBuilder,
+        app: impl FnOnce(Option<SdkMeterProvider>) -> F,
+    ) -> Service<A> {
         meshtrace::set_global_propagator(MeshPropagator::istio());
         let background = runtime("exporter", 1, None);
         let telemetry = {
@@ -114,11 +127,13 @@ impl<A> Service<A> {
         };
         let dispatch = telemetry.dispatch().clone();
         let runtime = runtime(name, 2, Some(&dispatch));
-        let app = runtime.block_on(app);
+        let meters = telemetry.meter_provider().cloned();
+        let app = runtime.block_on(app(meters.clone()));
         Service {
             runtime,
             dispatch,
             provider: telemetry.provider().cloned(),
+            meters,
             guard: Some(telemetry.into_guard()),
             app,
             _background: background,

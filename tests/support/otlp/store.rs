@@ -12,6 +12,7 @@ pub(super) struct Control {
 #[derive(Default)]
 pub(super) struct Store {
     pub(super) resource_spans: Vec<ResourceSpans>,
+    pub(super) resource_metrics: Vec<opentelemetry_proto::tonic::metrics::v1::ResourceMetrics>,
     pub(super) requests: Vec<ExportRequest>,
 }
 

@@ -1,0 +1,107 @@
+//! The meter provider [`init`](crate::init) builds for the layers' request metrics: exported
+//! over OTLP every interval, or scraped by Prometheus (feature `prometheus`).
+
+use super::builder::otlp_settings;
+use super::{InitError, OtlpConfig, Protocol};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::Resource;
+use std::time::Duration;
+
+/// Where request metrics go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricsExporter {
+    /// Pushed over OTLP every export interval (`OTEL_METRIC_EXPORT_INTERVAL`).
+    Otlp(OtlpConfig),
+    /// Served for Prometheus to scrape (`GET /metrics`), as Istio's metrics merging expects.
+    #[cfg(feature = "prometheus")]
+    Prometheus(PrometheusConfig),
+}
+
+/// Where the Prometheus scrape endpoint listens: `OTEL_EXPORTER_PROMETHEUS_HOST` and
+/// `OTEL_EXPORTER_PROMETHEUS_PORT`, `localhost:9464` by default. Istio's metrics merging
+/// (`prometheus.io/port` and `prometheus.io/path` annotations) scrapes the app from inside the
+/// pod, so `localhost` is enough there and keeps the endpoint off the pod's network.
+#[cfg(feature = "prometheus")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PrometheusConfig {
+    /// The host (name or address) to listen on.
+    pub host: String,
+    /// The port; 0 picks a free one ([`Telemetry::prometheus_addr`](super::Telemetry::prometheus_addr) says which).
+    pub port: u16,
+}
+
+#[cfg(feature = "prometheus")]
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            host: "localhost".into(),
+            port: 9464,
+        }
+    }
+}
+
+/// What [`build`] made: the provider, and the scrape endpoint when there is one.
+pub(super) struct Built {
+    pub(super) provider: SdkMeterProvider,
+    #[cfg(feature = "prometheus")]
+    pub(super) prometheus: Option<super::prometheus::ScrapeEndpoint>,
+}
+
+/// The meter provider exporting through `exporter`, with the traces' resource.
+pub(super) fn build(
+    exporter: &MetricsExporter,
+    interval: Duration,
+    resource: Resource,
+) -> Result<Built, InitError> {
+    let builder = SdkMeterProvider::builder().with_resource(resource);
+    match exporter {
+        MetricsExporter::Otlp(otlp) => {
+            let reader = PeriodicReader::builder(otlp_exporter(otlp)?)
+                .with_interval(interval)
+                .build();
+            Ok(Built {
+                provider: builder.with_reader(reader).build(),
+                #[cfg(feature = "prometheus")]
+                prometheus: None,
+            })
+        }
+        #[cfg(feature = "prometheus")]
+        MetricsExporter::Prometheus(config) => {
+            let (reader, endpoint) = super::prometheus::start(config)?;
+            Ok(Built {
+                provider: builder.with_reader(reader).build(),
+                prometheus: Some(endpoint),
+            })
+        }
+    }
+}
+
+fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+    let builder = opentelemetry_otlp::MetricExporter::builder();
+    let exporter = match otlp.protocol {
+        Protocol::Grpc => {
+            let (metadata, endpoint, timeout) = otlp_settings::grpc(otlp)?;
+            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+            builder
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(timeout)
+                .with_metadata(metadata)
+                .build()
+        }
+        Protocol::HttpProtobuf => {
+            let (headers, endpoint, timeout) = otlp_settings::http(otlp);
+            use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+            builder
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(endpoint)
+                .with_timeout(timeout)
+                .with_headers(headers)
+                .build()
+        }
+    };
+    Ok(exporter?)
+}

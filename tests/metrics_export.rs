@@ -1,0 +1,171 @@
+//! The request metrics `meshtrace::export` sends: over OTLP/gRPC and OTLP/HTTP to the receiver
+//! on 127.0.0.1, configured by OpenTelemetry's environment variables, flushed by the guard at
+//! shutdown (the export interval is the default 60 s, so nothing goes out before), and, with
+//! the `prometheus` feature, scraped from the endpoint init() serves.
+#![cfg(all(feature = "otlp", feature = "axum", feature = "reqwest"))]
+
+mod support;
+
+use axum::routing::get;
+use axum::Router;
+use meshtrace::server::MeshServerLayer;
+use opentelemetry::metrics::MeterProvider as _;
+use std::net::SocketAddr;
+use support::otlp::service::{builder, collector, env, Service};
+use support::otlp::Transport;
+
+const SERVICE: &str = "orders";
+const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
+/// The orders service, its layer measuring with the telemetry's own meter provider.
+fn launch(env: &support::otlp::service::Env) -> Service<SocketAddr> {
+    Service::launch_measured(SERVICE, builder(env), |meters| async move {
+        let meter = meters.expect("a meter provider").meter("meshtrace");
+        let app = Router::new()
+            .route("/orders/{id}", get(|| async { "order" }))
+            .layer(MeshServerLayer::new().meter(meter));
+        support::servers::serve(app).await
+    })
+}
+
+fn metrics_reach_the_collector_at_shutdown(transport: Transport) {
+    let (_collector, receiver) = collector(transport);
+    let mut service = launch(&env(SERVICE, transport, receiver.endpoint()));
+    let addr = service.app;
+    service.block_on(async {
+        let http = reqwest::Client::new();
+        for id in 0..3 {
+            let res = http
+                .get(format!("http://{addr}/orders/{id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+        for id in 3..5 {
+            let res = http
+                .get(format!("http://{addr}/orders/{id}"))
+                .header("traceparent", UNSAMPLED)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    });
+    assert!(
+        receiver
+            .histogram(SERVICE, "http.server.request.duration")
+            .is_none(),
+        "nothing before the interval or the shutdown"
+    );
+    let (result, _) = service.shutdown();
+    result.expect("shutdown");
+
+    let h = receiver
+        .histogram(SERVICE, "http.server.request.duration")
+        .expect("the metrics, flushed at shutdown");
+    assert_eq!(h.unit, "s");
+    let route = [
+        ("http.route", "/orders/{id}"),
+        ("http.request.method", "GET"),
+        ("http.response.status_code", "200"),
+    ];
+    assert_eq!(h.count(&route), 5, "sampled and unsampled alike: {h:#?}");
+    assert!(h
+        .points
+        .iter()
+        .all(|p| p.bounds.len() == 14 && p.bounds[0] == 0.005));
+    // The three sampled requests' spans went out too; the unsampled ones' did not.
+    assert_eq!(receiver.spans().len(), 3);
+}
+
+#[test]
+fn metrics_over_otlp_grpc() {
+    metrics_reach_the_collector_at_shutdown(Transport::Grpc);
+}
+
+#[test]
+fn metrics_over_otlp_http_protobuf() {
+    metrics_reach_the_collector_at_shutdown(Transport::Http);
+}
+
+#[test]
+fn no_metrics_with_the_exporter_none() {
+    let (_collector, receiver) = collector(Transport::Http);
+    let mut env = env(SERVICE, Transport::Http, receiver.endpoint());
+    env.insert("OTEL_METRICS_EXPORTER", "none".into());
+    let telemetry = {
+        let _rt = support::otlp::service::collector_runtime();
+        builder(&env).build().expect("build")
+    };
+    assert!(telemetry.meter_provider().is_none());
+    telemetry.into_guard().shutdown().expect("shutdown");
+}
+
+#[cfg(feature = "prometheus")]
+#[test]
+fn prometheus_scrapes_the_request_metrics() {
+    let mut env = env(SERVICE, Transport::Http, "http://127.0.0.1:9".into());
+    env.insert("OTEL_TRACES_EXPORTER", "none".into());
+    env.insert("OTEL_METRICS_EXPORTER", "prometheus".into());
+    env.insert("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1".into());
+    env.insert("OTEL_EXPORTER_PROMETHEUS_PORT", "0".into());
+    let telemetry = builder(&env).build().expect("build");
+    let scrape = telemetry.prometheus_addr().expect("a scrape endpoint");
+    assert!(scrape.ip().is_loopback());
+    let meter = telemetry
+        .meter_provider()
+        .expect("meters")
+        .meter("meshtrace");
+    let runtime = support::telemetry::runtime("prometheus", 2, Some(telemetry.dispatch()));
+    let text = runtime.block_on(async {
+        let app = Router::new()
+            .route("/orders/{id}", get(|| async { "order" }))
+            .layer(MeshServerLayer::new().meter(meter));
+        let addr = support::servers::serve(app).await;
+        let http = reqwest::Client::new();
+        for id in 0..4 {
+            http.get(format!("http://{addr}/orders/{id}"))
+                .send()
+                .await
+                .unwrap();
+        }
+        let res = http
+            .get(format!("http://{scrape}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let missing = http
+            .get(format!("http://{scrape}/other"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        res.text().await.unwrap()
+    });
+    // Prometheus's names: dots become underscores, the unit a suffix.
+    let count = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains(r#"http_route="/orders/{id}""#)
+                && l.contains(r#"http_response_status_code="200""#)
+        })
+        .unwrap_or_else(|| panic!("no request count in the scrape:\n{text}"));
+    assert!(count.ends_with(" 4"), "{count}");
+    assert!(text.contains(r#"http_server_request_duration_seconds_bucket{"#));
+    assert!(text.contains(r#"le="0.005""#));
+    assert!(
+        text.contains(&format!(r#"service_name="{SERVICE}""#)),
+        "{text}"
+    );
+    drop(runtime);
+    telemetry.into_guard().shutdown().expect("shutdown");
+    // The guard stopped the endpoint.
+    assert!(std::net::TcpStream::connect(scrape).is_err());
+}
