@@ -79,6 +79,8 @@ pub mod client;
 #[cfg(feature = "otlp")]
 pub mod export;
 pub mod grpc;
+#[cfg(any(feature = "tower", feature = "otlp"))]
+mod header_list;
 #[cfg(feature = "tower")]
 mod instrument;
 pub mod mesh;

@@ -113,10 +113,12 @@ impl Middleware for MeshClientMiddleware {
             let reach = self.options.reach(req.url().host_str());
             self.options.inject(&cx, req.headers_mut(), reach);
         }
+        self.options.record_request_headers(&span, req.headers());
         let result = next.run(req, extensions).instrument(span.clone()).await;
         let result = match result {
             Ok(res) => {
                 record_http_status(&span, Side::Client, res.status());
+                self.options.record_response_headers(&span, res.headers());
                 with_origin(res, &span)
                     .await
                     .map_err(reqwest_middleware::Error::Reqwest)

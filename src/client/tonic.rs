@@ -21,7 +21,9 @@ use crate::instrument::client::{call_budget, record_origin, start_span};
 use crate::instrument::grpc::{self, GrpcCode, Side};
 use crate::instrument::metrics::Measurement;
 use crate::instrument::options::{client_metric_setters, client_option_setters, ClientOptions};
-use crate::instrument::span::{self, record_error, record_grpc_status};
+use crate::instrument::span::{
+    self, record_error, record_grpc_status, record_headers, CapturedHeader,
+};
 use crate::instrument::{context_of, is_unrecorded};
 use crate::mesh::deadline::{
     format_grpc_timeout, parse_grpc_timeout, BudgetExhausted, GRPC_TIMEOUT,
@@ -159,9 +161,11 @@ where
             let reach = options.reach(host);
             options.inject(&cx, req.headers_mut(), reach);
         }
+        options.record_request_headers(&span, req.headers());
         // Our timer starts before the channel's own (tonic times `grpc-timeout` too) and is
         // polled first, so a call whose time runs out ends DEADLINE_EXCEEDED, not CANCELLED.
         let timer = timeout.map(tokio::time::sleep);
+        let response_headers = options.response_capture(&span);
         let inner = span.in_scope(|| self.inner.call(req));
         ResponseFuture {
             inner: Some(inner),
@@ -169,6 +173,7 @@ where
             failed: None,
             span: Some(span),
             measurement,
+            response_headers,
         }
     }
 }
@@ -218,6 +223,8 @@ pin_project! {
         failed: Option<BoxError>,
         span: Option<Span>,
         measurement: Option<Measurement>,
+        // The response headers to record on the span.
+        response_headers: Option<Arc<[CapturedHeader]>>,
     }
 }
 
@@ -230,6 +237,7 @@ impl<F> ResponseFuture<F> {
             failed: Some(Box::new(status)),
             span: Some(span),
             measurement: None,
+            response_headers: None,
         }
     }
 }
@@ -278,6 +286,9 @@ where
         Poll::Ready(match result {
             Ok(res) => {
                 let head = res.headers();
+                if let Some(names) = this.response_headers.take() {
+                    record_headers(&span, head, &names);
+                }
                 let trailers_expected = if let Some(code) = grpc::status(head) {
                     let message = grpc::message(head);
                     let origin = classify_grpc(code, message.as_deref().unwrap_or(""), head);

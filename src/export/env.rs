@@ -27,6 +27,9 @@ pub enum EnvError {
     /// `none`.
     #[error("unsupported metrics exporter (use `otlp`, `none`, or `prometheus` with meshtrace's `prometheus` feature)")]
     MetricsExporter,
+    /// A list of header names with an entry that is not one.
+    #[error("{0:?} is not a header name (expected comma-separated header names)")]
+    HeaderName(String),
     /// Not a TCP port number.
     #[error("expected a port number (0 to 65535)")]
     Port,
@@ -110,6 +113,18 @@ impl TelemetryBuilder {
         if let Some(v) = get("MESHTRACE_SPAN_EXTRAS") {
             b.span_extras =
                 span_extras_from(&v).map_err(|e| bad("MESHTRACE_SPAN_EXTRAS", &v, e))?;
+        }
+        // The layers read these themselves, leaving out what is not a header name; here a
+        // typo is an error, so that a deployment learns of it at start.
+        for var in [
+            crate::header_list::SERVER_REQUEST,
+            crate::header_list::SERVER_RESPONSE,
+            crate::header_list::CLIENT_REQUEST,
+            crate::header_list::CLIENT_RESPONSE,
+        ] {
+            if let Some(v) = get(var) {
+                crate::header_list::parse(&v).map_err(|e| bad(var, &v, EnvError::HeaderName(e)))?;
+            }
         }
         b.sampler = sampler_from(&get)?;
         b.otlp = otlp_from(&get)?;
@@ -637,6 +652,10 @@ pub(super) mod tests {
             (&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "half")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER", EnvError::Exporter),
+            (&[("OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_REQUEST_HEADERS", "x-tenant, bad name")], "OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_REQUEST_HEADERS", EnvError::HeaderName("bad name".into())),
+            (&[("OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_RESPONSE_HEADERS", "a:b")], "OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_RESPONSE_HEADERS", EnvError::HeaderName("a:b".into())),
+            (&[("OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS", "é")], "OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS", EnvError::HeaderName("é".into())),
+            (&[("OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_RESPONSE_HEADERS", "x y")], "OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_RESPONSE_HEADERS", EnvError::HeaderName("x y".into())),
             (&[("OTEL_METRICS_EXPORTER", "statsd")], "OTEL_METRICS_EXPORTER", EnvError::MetricsExporter),
             (&[("OTEL_METRIC_EXPORT_INTERVAL", "0")], "OTEL_METRIC_EXPORT_INTERVAL", EnvError::Positive),
             (&[("OTEL_METRIC_EXPORT_INTERVAL", "1m")], "OTEL_METRIC_EXPORT_INTERVAL", EnvError::Positive),

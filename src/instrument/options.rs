@@ -3,6 +3,7 @@
 use super::grpc::Side;
 use super::metrics::{Measurement, Metrics};
 use super::propagation::Propagation;
+use super::span::{record_headers, HeaderCapture};
 use crate::client::scope::{OutboundScope, Reach};
 use crate::mesh::timeouts::{warn_shorter, MeshTimeout, WarnedOnce};
 use crate::MeshPropagator;
@@ -30,6 +31,8 @@ pub(crate) struct ClientOptions {
     scope: OutboundScope,
     /// `None`: no request metrics (and none for the interceptor, which never sees a reply).
     metrics: Option<Arc<Metrics>>,
+    /// Request and response headers recorded on the client span.
+    headers: HeaderCapture,
 }
 
 impl Default for ClientOptions {
@@ -42,6 +45,11 @@ impl Default for ClientOptions {
             warned: Arc::default(),
             scope: OutboundScope::default(),
             metrics: Some(Metrics::global(Side::Client)),
+            headers: HeaderCapture::from_env(
+                &[],
+                crate::header_list::CLIENT_REQUEST,
+                crate::header_list::CLIENT_RESPONSE,
+            ),
         }
     }
 }
@@ -81,6 +89,36 @@ impl ClientOptions {
             (true, Some(metrics)) => Some(metrics),
             (true, None) => Some(Metrics::global(Side::Client)),
         };
+    }
+
+    pub(crate) fn headers_mut(&mut self) -> &mut HeaderCapture {
+        &mut self.headers
+    }
+
+    /// Records the configured request headers of a call on its span (when it has one).
+    pub(crate) fn record_request_headers(&self, span: &tracing::Span, headers: &http::HeaderMap) {
+        if !span.is_none() {
+            record_headers(span, headers, self.headers.request());
+        }
+    }
+
+    /// Records the configured response headers of a call on its span (when it has one).
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn record_response_headers(&self, span: &tracing::Span, headers: &http::HeaderMap) {
+        if !span.is_none() {
+            record_headers(span, headers, self.headers.response());
+        }
+    }
+
+    /// The response headers to record on a call's span, if any are configured and the call
+    /// has a span.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn response_capture(
+        &self,
+        span: &tracing::Span,
+    ) -> Option<Arc<[super::span::CapturedHeader]>> {
+        let names = self.headers.response();
+        (!span.is_none() && !names.is_empty()).then(|| names.clone())
     }
 
     /// A call's measurement, started now, to `host` and `port`: a gRPC call when `grpc` names
@@ -213,6 +251,31 @@ macro_rules! client_metric_setters {
         /// from the global meter provider ([`crate::init`] sets one), taken at the first call.
         pub fn metrics(mut self, enabled: bool) -> Self {
             self.options.set_metrics(enabled);
+            self
+        }
+
+        /// Also record request header `name` on the client span, as
+        /// `http.request.header.<name>` (a string array; the headers as sent, the injected
+        /// trace headers included). Credentials are recorded as `[REDACTED]`:
+        /// `authorization`, `proxy-authorization`, `cookie`, `set-cookie` and the names given
+        /// to [`redact_header`](Self::redact_header). `new()` also records the headers
+        /// `OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS` lists.
+        pub fn record_request_header(mut self, name: http::HeaderName) -> Self {
+            self.options.headers_mut().add_request(name);
+            self
+        }
+
+        /// Also record response header `name` on the client span, as
+        /// `http.response.header.<name>`, redacted as request headers are. `new()` also
+        /// records those `OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_RESPONSE_HEADERS` lists.
+        pub fn record_response_header(mut self, name: http::HeaderName) -> Self {
+            self.options.headers_mut().add_response(name);
+            self
+        }
+
+        /// Record header `name` as `[REDACTED]` wherever this layer records it.
+        pub fn redact_header(mut self, name: http::HeaderName) -> Self {
+            self.options.headers_mut().add_redacted(name);
             self
         }
     };

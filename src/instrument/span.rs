@@ -175,9 +175,10 @@ pub(crate) const CREDENTIALS: [HeaderName; 4] = [
 /// What a redacted header's every value is recorded as.
 pub(crate) const REDACTED: &str = "[REDACTED]";
 
-/// A request header recorded on spans as `http.request.header.<name>`, a string array (one
-/// element per header line). Its key is built once, when the layer is configured, so that
-/// recording it costs no allocation for the key.
+/// A header recorded on spans as `http.request.header.<name>` or
+/// `http.response.header.<name>`, a string array (one element per header line). Its key is
+/// built once, when the layer is configured, so that recording it costs no allocation for the
+/// key.
 #[derive(Clone, Debug)]
 pub(crate) struct CapturedHeader {
     name: HeaderName,
@@ -186,9 +187,91 @@ pub(crate) struct CapturedHeader {
     redacted: bool,
 }
 
-/// The headers to record: `fixed` (static keys) then `extra`, each once, redacted when a
-/// credential or one of `redact`.
-pub(crate) fn captured_headers(
+/// Which request and response headers a layer records, from its builder methods and the
+/// environment (the OpenTelemetry Java agent's variables, [`crate::header_list`]), with the
+/// credentials and configured names redacted.
+#[derive(Clone, Debug)]
+pub(crate) struct HeaderCapture {
+    /// Always recorded, with their static keys.
+    fixed: &'static [(HeaderName, &'static str)],
+    request_names: Vec<HeaderName>,
+    response_names: Vec<HeaderName>,
+    redact: Vec<HeaderName>,
+    /// What each request records, from the above (rebuilt by each setter).
+    request: std::sync::Arc<[CapturedHeader]>,
+    response: std::sync::Arc<[CapturedHeader]>,
+}
+
+impl HeaderCapture {
+    /// `fixed`, and the names the environment variables `request_var` and `response_var`
+    /// list.
+    pub(crate) fn from_env(
+        fixed: &'static [(HeaderName, &'static str)],
+        request_var: &str,
+        response_var: &str,
+    ) -> Self {
+        let mut capture = HeaderCapture {
+            fixed,
+            request_names: crate::header_list::from_env(request_var),
+            response_names: crate::header_list::from_env(response_var),
+            redact: Vec::new(),
+            request: Vec::new().into(),
+            response: Vec::new().into(),
+        };
+        capture.rebuild();
+        capture
+    }
+
+    pub(crate) fn add_request(&mut self, name: HeaderName) {
+        self.request_names.push(name);
+        self.rebuild();
+    }
+
+    pub(crate) fn add_response(&mut self, name: HeaderName) {
+        self.response_names.push(name);
+        self.rebuild();
+    }
+
+    pub(crate) fn add_redacted(&mut self, name: HeaderName) {
+        self.redact.push(name);
+        self.rebuild();
+    }
+
+    /// The request headers to record.
+    pub(crate) fn request(&self) -> &std::sync::Arc<[CapturedHeader]> {
+        &self.request
+    }
+
+    /// The response headers to record.
+    pub(crate) fn response(&self) -> &std::sync::Arc<[CapturedHeader]> {
+        &self.response
+    }
+
+    /// The names asked for, for `Debug`.
+    pub(crate) fn names(&self) -> (&[HeaderName], &[HeaderName], &[HeaderName]) {
+        (&self.request_names, &self.response_names, &self.redact)
+    }
+
+    fn rebuild(&mut self) {
+        self.request = captured(
+            semconv::HTTP_REQUEST_HEADER,
+            self.fixed,
+            &self.request_names,
+            &self.redact,
+        );
+        self.response = captured(
+            semconv::HTTP_RESPONSE_HEADER,
+            &[],
+            &self.response_names,
+            &self.redact,
+        );
+    }
+}
+
+/// The headers to record: `fixed` (static keys) then `extra` under `prefix`, each once,
+/// redacted when a credential or one of `redact`.
+fn captured(
+    prefix: &str,
     fixed: &[(HeaderName, &'static str)],
     extra: &[HeaderName],
     redact: &[HeaderName],
@@ -207,8 +290,7 @@ pub(crate) fn captured_headers(
             out.push(CapturedHeader {
                 name: name.clone(),
                 key: opentelemetry::Key::from(std::sync::Arc::<str>::from(format!(
-                    "{}.{}",
-                    semconv::HTTP_REQUEST_HEADER,
+                    "{prefix}.{}",
                     name.as_str()
                 ))),
                 redacted: redacted(name),
@@ -218,9 +300,10 @@ pub(crate) fn captured_headers(
     out.into()
 }
 
-/// `http.request.header.<name>` for each captured header the request has, as the string
-/// arrays the semantic conventions define; a redacted header's values as [`REDACTED`].
-pub(crate) fn record_request_headers(span: &Span, headers: &HeaderMap, names: &[CapturedHeader]) {
+/// `http.{request,response}.header.<name>` for each captured header `headers` has, as the
+/// string arrays the semantic conventions define; a redacted header's values as
+/// [`REDACTED`].
+pub(crate) fn record_headers(span: &Span, headers: &HeaderMap, names: &[CapturedHeader]) {
     for captured in names {
         let values: Vec<opentelemetry::StringValue> = headers
             .get_all(&captured.name)

@@ -3,7 +3,12 @@
 use super::on_request::Traced;
 use super::on_response::{on_error, on_response};
 use crate::instrument::body::TracedBody;
-use http::Response;
+use crate::instrument::span::record_headers;
+use http::{HeaderName, Response};
+
+/// The response header that names the sidecar's span for this request.
+const X_ENVOY_DECORATOR_OPERATION: HeaderName =
+    HeaderName::from_static("x-envoy-decorator-operation");
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -54,10 +59,23 @@ where
             grpc,
             recording,
             measurement,
+            operation,
+            response_headers,
             ..
         } = this.traced.take().expect("checked above");
         Poll::Ready(match result {
-            Ok(res) => Ok(on_response(span, grpc, recording, measurement, res)),
+            Ok(mut res) => {
+                if let Some(operation) = operation {
+                    // A name the handler chose itself stays.
+                    res.headers_mut()
+                        .entry(X_ENVOY_DECORATOR_OPERATION)
+                        .or_insert(operation);
+                }
+                if let Some(names) = response_headers {
+                    record_headers(&span, res.headers(), &names);
+                }
+                Ok(on_response(span, grpc, recording, measurement, res))
+            }
             Err(e) => {
                 on_error(&span, recording, measurement, &e);
                 Err(e)

@@ -5,7 +5,7 @@ use super::{MeshServer, PublicEndpoint};
 use crate::instrument::grpc::Side;
 use crate::instrument::metrics::Metrics;
 use crate::instrument::propagation::Propagation;
-use crate::instrument::span::{captured_headers, CapturedHeader};
+use crate::instrument::span::{CapturedHeader, HeaderCapture};
 use crate::MeshPropagator;
 use http::HeaderName;
 use std::fmt;
@@ -34,15 +34,12 @@ pub struct MeshServerLayer {
     propagator: Option<MeshPropagator>,
     request_id: bool,
     filter: Option<Filter>,
-    /// Recorded besides [`RECORDED_HEADERS`].
-    extra_headers: Vec<HeaderName>,
-    /// Redacted besides the credentials.
-    redact: Vec<HeaderName>,
-    /// What each request records, from the above (rebuilt by each setter).
-    captured: Arc<[CapturedHeader]>,
+    /// The request headers (besides [`RECORDED_HEADERS`]) and response headers recorded.
+    headers: HeaderCapture,
     public: PublicEndpoint,
     /// `None`: no request metrics.
     metrics: Option<Arc<Metrics>>,
+    decorate: bool,
 }
 
 impl Default for MeshServerLayer {
@@ -51,11 +48,14 @@ impl Default for MeshServerLayer {
             propagator: None,
             request_id: false,
             filter: None,
-            extra_headers: Vec::new(),
-            redact: Vec::new(),
-            captured: captured_headers(&RECORDED_HEADERS, &[], &[]),
+            headers: HeaderCapture::from_env(
+                &RECORDED_HEADERS,
+                crate::header_list::SERVER_REQUEST,
+                crate::header_list::SERVER_RESPONSE,
+            ),
             public: PublicEndpoint::off(),
             metrics: Some(Metrics::global(Side::Server)),
+            decorate: false,
         }
     }
 }
@@ -66,10 +66,12 @@ impl fmt::Debug for MeshServerLayer {
             .field("propagator", &self.propagator)
             .field("generate_request_id", &self.request_id)
             .field("filter", &self.filter.as_ref().map(|_| "Fn"))
-            .field("record_request_headers", &self.extra_headers)
-            .field("redact_headers", &self.redact)
+            .field("record_request_headers", &self.headers.names().0)
+            .field("record_response_headers", &self.headers.names().1)
+            .field("redact_headers", &self.headers.names().2)
             .field("public_endpoint", &self.public)
             .field("metrics", &self.metrics)
+            .field("decorate_operation", &self.decorate)
             .finish()
     }
 }
@@ -115,6 +117,10 @@ impl MeshServerLayer {
     /// given to [`redact_header`](Self::redact_header) are recorded as `[REDACTED]`, so a
     /// trace shows that they were sent, not what they were.
     ///
+    /// `new()` also records the headers `OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_REQUEST_HEADERS`
+    /// lists (comma-separated, as the OpenTelemetry Java agent reads it; [`crate::init`]
+    /// refuses a name that is not a header name).
+    ///
     /// ```
     /// use http::header::{AUTHORIZATION, USER_AGENT};
     /// use meshtrace::server::MeshServerLayer;
@@ -126,25 +132,41 @@ impl MeshServerLayer {
     ///     .redact_header(http::HeaderName::from_static("x-api-key"));
     /// ```
     pub fn record_request_header(mut self, name: HeaderName) -> Self {
-        self.extra_headers.push(name);
-        self.recapture()
+        self.headers.add_request(name);
+        self
+    }
+
+    /// Also record response header `name` on the server span, as
+    /// `http.response.header.<name>`, redacted as request headers are (`set-cookie` always).
+    /// `new()` also records those `OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_RESPONSE_HEADERS`
+    /// lists.
+    ///
+    /// ```
+    /// use meshtrace::server::MeshServerLayer;
+    /// let layer = MeshServerLayer::new()
+    ///     .record_response_header(http::header::CONTENT_TYPE)
+    ///     .record_response_header(http::header::SET_COOKIE); // ["[REDACTED]"]
+    /// ```
+    pub fn record_response_header(mut self, name: HeaderName) -> Self {
+        self.headers.add_response(name);
+        self
     }
 
     /// Record header `name` as `[REDACTED]` wherever this layer records it (with the
     /// credentials, which always are).
     pub fn redact_header(mut self, name: HeaderName) -> Self {
-        self.redact.push(name);
-        self.recapture()
-    }
-
-    fn recapture(mut self) -> Self {
-        self.captured = captured_headers(&RECORDED_HEADERS, &self.extra_headers, &self.redact);
+        self.headers.add_redacted(name);
         self
     }
 
     /// The request headers each traced request records.
     pub(super) fn captured(&self) -> &[CapturedHeader] {
-        &self.captured
+        self.headers.request()
+    }
+
+    /// The response headers each traced request records.
+    pub(super) fn captured_response(&self) -> &Arc<[CapturedHeader]> {
+        self.headers.response()
     }
 
     /// Treat requests as coming from outside the mesh: a new trace linked to the incoming
@@ -206,6 +228,25 @@ impl MeshServerLayer {
             (true, None) => Some(Metrics::global(Side::Server)),
         };
         self
+    }
+
+    /// Answer with `x-envoy-decorator-operation` set to the server span's name when the
+    /// route is known (`GET /orders/{id}`; `package.Service/Method` for gRPC), so that the
+    /// sidecar names its own span of the request by route template too, instead of
+    /// `reviews.default.svc.cluster.local:9080/*` (Envoy takes the header from the
+    /// upstream's response). Off by default; a value the handler set stays.
+    ///
+    /// ```
+    /// use meshtrace::server::MeshServerLayer;
+    /// let layer = MeshServerLayer::new().decorate_operation(true);
+    /// ```
+    pub fn decorate_operation(mut self, decorate: bool) -> Self {
+        self.decorate = decorate;
+        self
+    }
+
+    pub(super) fn decorates(&self) -> bool {
+        self.decorate
     }
 
     pub(super) fn measured_by(&self) -> Option<&Arc<Metrics>> {

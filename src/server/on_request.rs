@@ -30,7 +30,7 @@ const DEADLINE_REMAINING_MS: &str = "meshtrace.deadline.remaining_ms";
 /// (`http.request.header.<name>`); [`MeshServerLayer::record_request_header`] adds more.
 ///
 /// [`MeshServerLayer::record_request_header`]: super::MeshServerLayer::record_request_header
-pub(super) const RECORDED_HEADERS: [(HeaderName, &str); 2] = [
+pub(super) static RECORDED_HEADERS: [(HeaderName, &str); 2] = [
     (X_REQUEST_ID, "http.request.header.x-request-id"),
     (
         X_ENVOY_ATTEMPT_COUNT,
@@ -46,6 +46,10 @@ pub(super) struct Traced {
     pub(super) recording: bool,
     /// The request's metric (recorded whether or not the span is).
     pub(super) measurement: Option<Measurement>,
+    /// `x-envoy-decorator-operation` for the response, when the layer answers with it.
+    pub(super) operation: Option<http::HeaderValue>,
+    /// The response headers to record (when the span is recorded).
+    pub(super) response_headers: Option<Arc<[CapturedHeader]>>,
     /// The extracted context, made current while the handler runs when no OpenTelemetry
     /// layer tracks the span, so that client layers can still forward the incoming headers.
     fallback: Option<Context>,
@@ -76,8 +80,10 @@ pub(super) fn start<B>(
     captured: &[CapturedHeader],
     public: Option<&PublicEndpoint>,
     metrics: Option<&Arc<Metrics>>,
+    decorate: bool,
 ) -> Traced {
     let call = Call::of(req);
+    let operation = decorate.then(|| operation(req, call)).flatten();
     let measurement = metrics.map(|metrics| measure(metrics, req, call));
     let (cx, deadline, incoming) = match public {
         None => {
@@ -116,9 +122,21 @@ pub(super) fn start<B>(
     Traced {
         recording: started.span().is_recording(),
         measurement,
+        operation,
+        response_headers: None,
         fallback: fallback(&started, parent_set, cx),
         span,
         grpc: call.is_grpc(),
+    }
+}
+
+/// The sidecar's name for the request, as the application's span has it (`GET /orders/{id}`,
+/// `package.Service/Method`): only for a known route, since Envoy's own name (the host and
+/// `/*`) says more than a bare method.
+fn operation<B>(req: &Request<B>, call: Call<'_>) -> Option<http::HeaderValue> {
+    match call {
+        Call::Http { route: None } => None,
+        _ => http::HeaderValue::try_from(span_name(req, call)).ok(),
     }
 }
 
@@ -198,7 +216,7 @@ fn record_request<B>(span: &Span, req: &Request<B>, call: Call<'_>, captured: &[
     {
         span.set_attribute(semconv::USER_AGENT_ORIGINAL, agent.to_owned());
     }
-    span::record_request_headers(span, headers, captured);
+    span::record_headers(span, headers, captured);
 }
 
 /// The time the request arrived with, or an event saying its budget header was unreadable.
@@ -249,7 +267,7 @@ mod tests {
 
     #[test]
     fn recorded_header_keys_follow_the_convention() {
-        for (name, key) in RECORDED_HEADERS {
+        for (name, key) in RECORDED_HEADERS.iter() {
             assert_eq!(key, format!("{HTTP_REQUEST_HEADER}.{}", name.as_str()));
         }
     }

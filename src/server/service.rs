@@ -44,13 +44,18 @@ where
         if self.layer.generates_request_id() {
             ensure_request_id(&mut req);
         }
-        let traced = on_request::start(
+        let mut traced = on_request::start(
             &req,
             self.layer.propagation(),
             self.layer.captured(),
             public.then_some(self.layer.public_config()),
             self.layer.measured_by(),
+            self.layer.decorates(),
         );
+        let response_headers = self.layer.captured_response();
+        if traced.recording && !response_headers.is_empty() {
+            traced.response_headers = Some(response_headers.clone());
+        }
         let inner = traced.in_scope(|| self.inner.call(req));
         ResponseFuture::traced(inner, traced)
     }
