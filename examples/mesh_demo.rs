@@ -36,11 +36,13 @@ use meshtrace::client::SpanName;
 use meshtrace::export::{Protocol, Telemetry, TelemetryBuilder, TelemetryGuard};
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::baggage::BaggageExt;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::trace::{
     SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Array, Context, Key, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::resource::Resource;
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider, SpanData,
@@ -88,6 +90,109 @@ impl opentelemetry_sdk::trace::SpanExporter for Collector {
 impl Collector {
     fn take(&self) -> Vec<(String, SpanData)> {
         self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+// ---------------------------------------------------------------- metrics collection
+
+/// A metric exporter that keeps each service's last (cumulative) export of the request
+/// metrics, as printable rows.
+#[derive(Debug, Clone, Default)]
+struct Meters {
+    rows: Arc<Mutex<HashMap<String, Vec<String>>>>,
+}
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for Meters {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let service = metrics
+            .resource()
+            .get(&Key::from_static_str("service.name"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let mut rows = Vec::new();
+        for metric in metrics.scope_metrics().flat_map(|s| s.metrics()) {
+            let AggregatedMetrics::F64(MetricData::Histogram(h)) = metric.data() else {
+                continue;
+            };
+            for point in h.data_points() {
+                let attr = |key: &str| {
+                    point
+                        .attributes()
+                        .find(|kv| kv.key.as_str() == key)
+                        .map(|kv| kv.value.to_string())
+                };
+                let what: Vec<String> = [
+                    "http.request.method",
+                    "http.route",
+                    "rpc.method",
+                    "server.address",
+                    "http.response.status_code",
+                    "rpc.response.status_code",
+                    "meshtrace.reply.origin",
+                    "meshtrace.envoy.attempt_count",
+                ]
+                .iter()
+                .filter_map(|k| {
+                    attr(k).map(|v| match *k {
+                        "meshtrace.reply.origin" => format!("from {v}"),
+                        "meshtrace.envoy.attempt_count" => format!("attempt {v}"),
+                        "server.address" => format!("→ {v}"),
+                        _ => v,
+                    })
+                })
+                .collect();
+                let mean_ms = point.sum() * 1000.0 / point.count().max(1) as f64;
+                rows.push(format!(
+                    "{:<29} {:<50} ×{:<3} mean {mean_ms:.1} ms",
+                    metric.name(),
+                    what.join(" "),
+                    point.count()
+                ));
+            }
+        }
+        rows.sort();
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service, rows);
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        opentelemetry_sdk::metrics::Temporality::Cumulative
+    }
+}
+
+impl Meters {
+    /// Each service's request metrics, as the guards flushed them at shutdown.
+    fn print(&self) {
+        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        for service in ["productpage", "reviews", "ratings"] {
+            println!("request metrics of {service} (flushed at shutdown):");
+            match rows.get(service) {
+                Some(rows) if !rows.is_empty() => {
+                    rows.iter().for_each(|r| println!("  {r}"));
+                }
+                _ => println!("  (none)"),
+            }
+        }
+        println!();
+    }
+}
+
+/// `layer` measuring with `meter` when the service has a meter provider.
+fn measured_server(meter: &Option<Meter>) -> MeshServerLayer {
+    match meter {
+        Some(meter) => MeshServerLayer::new().meter(meter.clone()),
+        None => MeshServerLayer::new(),
     }
 }
 
@@ -216,10 +321,14 @@ struct ReviewsClient(tonic::client::Grpc<MeshClient<tonic::transport::Channel>>)
 
 impl ReviewsClient {
     /// Must be called inside a tokio runtime (the channel's worker is spawned on it).
-    fn new(addr: SocketAddr) -> Result<Self, tonic::transport::Error> {
+    fn new(addr: SocketAddr, meter: &Option<Meter>) -> Result<Self, tonic::transport::Error> {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
+        let mut layer = MeshClientLayer::new().server_uri(endpoint.uri());
+        if let Some(meter) = meter {
+            layer = layer.meter(meter.clone());
+        }
         let channel = tower::ServiceBuilder::new()
-            .layer(MeshClientLayer::new().server_uri(endpoint.uri()))
+            .layer(layer)
             .service(endpoint.connect_lazy());
         Ok(ReviewsClient(tonic::client::Grpc::new(channel)))
     }
@@ -295,6 +404,8 @@ struct Service {
     name: &'static str,
     runtime: Runtime,
     provider: Option<SdkTracerProvider>,
+    /// The request metrics' meter (none with `OTEL_SDK_DISABLED=true`).
+    meter: Option<Meter>,
     guard: TelemetryGuard,
 }
 
@@ -316,6 +427,7 @@ impl Service {
             name,
             runtime,
             provider: telemetry.provider().cloned(),
+            meter: telemetry.meter_provider().map(|p| p.meter("meshtrace")),
             guard: telemetry.into_guard(),
         })
     }
@@ -345,10 +457,11 @@ async fn stopped(mut stop: Stop) {
 }
 
 fn start_ratings(service: &Service, listener: std::net::TcpListener, stop: Stop) -> Server {
+    let meter = service.meter.clone();
     service.runtime.spawn(async move {
         let app = Router::new()
             .route("/ratings/{id}", get(rating))
-            .layer(MeshServerLayer::new());
+            .layer(measured_server(&meter));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         axum::serve(listener, app)
             .with_graceful_shutdown(stopped(stop))
@@ -362,16 +475,21 @@ fn start_reviews(
     ratings: SocketAddr,
     stop: Stop,
 ) -> Server {
+    let meter = service.meter.clone();
     service.runtime.spawn(async move {
+        let client = match &meter {
+            Some(meter) => MeshClientMiddleware::new().meter(meter.clone()),
+            None => MeshClientMiddleware::new(),
+        };
         let reviews = Reviews {
             ratings: format!("http://{ratings}"),
             http: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                .with(MeshClientMiddleware::new())
+                .with(client)
                 .build(),
         };
         let listener = tokio::net::TcpListener::from_std(listener)?;
         tonic::transport::Server::builder()
-            .layer(MeshServerLayer::new())
+            .layer(measured_server(&meter))
             .add_service(reviews)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -388,12 +506,13 @@ fn start_productpage(
     reviews: SocketAddr,
     stop: Stop,
 ) -> Server {
+    let meter = service.meter.clone();
     service.runtime.spawn(async move {
-        let client = ReviewsClient::new(reviews).map_err(std::io::Error::other)?;
+        let client = ReviewsClient::new(reviews, &meter).map_err(std::io::Error::other)?;
         let app = Router::new()
             .route("/productpage/{id}", get(product_page))
             .with_state(client)
-            .layer(MeshServerLayer::new());
+            .layer(measured_server(&meter));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         axum::serve(listener, app)
             .with_graceful_shutdown(stopped(stop))
@@ -789,6 +908,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let export = otlp_requested();
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let collector = Collector::default();
+    let meters = Meters::default();
     // The driver's runtime; OTLP/gRPC exporters live on it too (no subscriber on its threads).
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -801,9 +921,10 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             .service_name(name)
             .logs(Some(&log_filter))
             .shutdown_timeout(Duration::from_secs(2))
-            .with_span_exporter(collector.clone());
+            .with_span_exporter(collector.clone())
+            .with_metric_exporter(meters.clone());
         if !export {
-            builder = builder.otlp(None);
+            builder = builder.otlp(None).metrics(None);
         }
         let grpc = builder
             .otlp_config()
@@ -961,6 +1082,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         }
     });
     background.shutdown_timeout(Duration::from_millis(500));
+    if recording {
+        meters.print();
+    }
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
 
     let answered = sent.iter().all(|s| s.answer.is_some());

@@ -211,6 +211,7 @@ pub struct TelemetryBuilder {
     pub(super) span_extras: SpanExtras,
     pub(super) metrics: Option<MetricsExporter>,
     pub(super) metric_interval: Duration,
+    pub(super) metric_hooks: Vec<super::metrics::ReaderHook>,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -230,6 +231,7 @@ impl fmt::Debug for TelemetryBuilder {
             .field("span_extras", &self.span_extras)
             .field("metrics", &self.metrics)
             .field("metric_interval", &self.metric_interval)
+            .field("extra_metric_exporters", &self.metric_hooks.len())
             .finish()
     }
 }
@@ -266,6 +268,7 @@ impl TelemetryBuilder {
                 "http://localhost:4318/v1/metrics",
             ))),
             metric_interval: DEFAULT_METRIC_INTERVAL,
+            metric_hooks: Vec::new(),
         }
     }
 
@@ -364,6 +367,22 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Also hand the request metrics to `exporter` every export interval and at shutdown,
+    /// beside the configured exporter (also when that is `None`).
+    pub fn with_metric_exporter<E>(mut self, exporter: E) -> Self
+    where
+        E: opentelemetry_sdk::metrics::exporter::PushMetricExporter + 'static,
+    {
+        self.metric_hooks.push(Box::new(move |b, interval| {
+            b.with_reader(
+                opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+                    .with_interval(interval)
+                    .build(),
+            )
+        }));
+        self
+    }
+
     /// The metrics exporter and export interval configured.
     pub fn metrics_config(&self) -> (Option<&MetricsExporter>, Duration) {
         (self.metrics.as_ref(), self.metric_interval)
@@ -406,13 +425,12 @@ impl TelemetryBuilder {
                 )
                 .with_service_name(service_name)
                 .build();
-            if let Some(exporter) = &self.metrics {
-                meters = Some(super::metrics::build(
-                    exporter,
-                    self.metric_interval,
-                    resource.clone(),
-                )?);
-            }
+            meters = super::metrics::build(
+                self.metrics.as_ref(),
+                self.metric_hooks,
+                self.metric_interval,
+                resource.clone(),
+            )?;
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource)
                 .with_sampler(self.sampler.sampler());

@@ -3,7 +3,7 @@
 
 use super::builder::otlp_settings;
 use super::{InitError, OtlpConfig, Protocol};
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
 
@@ -49,31 +49,48 @@ pub(super) struct Built {
     pub(super) prometheus: Option<super::prometheus::ScrapeEndpoint>,
 }
 
-/// The meter provider exporting through `exporter`, with the traces' resource.
+/// An extra reader added by [`TelemetryBuilder::with_metric_exporter`](super::TelemetryBuilder::with_metric_exporter).
+pub(super) type ReaderHook =
+    Box<dyn FnOnce(MeterProviderBuilder, Duration) -> MeterProviderBuilder>;
+
+/// The meter provider exporting through `exporter` (if any) and the `hooks`' exporters, with
+/// the traces' resource; `None` when there is nothing to export to.
 pub(super) fn build(
-    exporter: &MetricsExporter,
+    exporter: Option<&MetricsExporter>,
+    hooks: Vec<ReaderHook>,
     interval: Duration,
     resource: Resource,
-) -> Result<Built, InitError> {
-    let builder = SdkMeterProvider::builder().with_resource(resource);
+) -> Result<Option<Built>, InitError> {
+    if exporter.is_none() && hooks.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    for hook in hooks {
+        builder = hook(builder, interval);
+    }
     match exporter {
-        MetricsExporter::Otlp(otlp) => {
+        None => Ok(Some(Built {
+            provider: builder.build(),
+            #[cfg(feature = "prometheus")]
+            prometheus: None,
+        })),
+        Some(MetricsExporter::Otlp(otlp)) => {
             let reader = PeriodicReader::builder(otlp_exporter(otlp)?)
                 .with_interval(interval)
                 .build();
-            Ok(Built {
+            Ok(Some(Built {
                 provider: builder.with_reader(reader).build(),
                 #[cfg(feature = "prometheus")]
                 prometheus: None,
-            })
+            }))
         }
         #[cfg(feature = "prometheus")]
-        MetricsExporter::Prometheus(config) => {
+        Some(MetricsExporter::Prometheus(config)) => {
             let (reader, endpoint) = super::prometheus::start(config)?;
-            Ok(Built {
+            Ok(Some(Built {
                 provider: builder.with_reader(reader).build(),
                 prometheus: Some(endpoint),
-            })
+            }))
         }
     }
 }
