@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn recorded_header_keys_follow_the_convention() {
         for (name, key) in RECORDED_HEADERS.iter() {
-            assert_eq!(key, format!("{HTTP_REQUEST_HEADER}.{}", name.as_str()));
+            assert_eq!(*key, format!("{HTTP_REQUEST_HEADER}.{}", name.as_str()));
         }
     }
 }
