@@ -61,12 +61,14 @@ use http::{HeaderValue, Request};
 use meshtrace::client::reqwest::MeshClientMiddleware;
 use meshtrace::server::MeshServerLayer;
 use meshtrace::MeshPropagator;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId, TracerProvider as _};
 use opentelemetry::Context;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3Propagator};
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
@@ -154,22 +156,27 @@ enum Variant {
     MeshUnsampled,
     Usual,
     UsualUnsampled,
+    MeshMetered,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stack {
     Plain,
+    /// meshtrace's layers, request metrics off: the spans alone, as the usual stack has them.
     Mesh,
     Usual,
+    /// meshtrace's layers recording request metrics into an SDK meter provider.
+    MeshMetered,
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [
+    const ALL: [Variant; 6] = [
         Variant::Plain,
         Variant::Mesh,
         Variant::MeshUnsampled,
         Variant::Usual,
         Variant::UsualUnsampled,
+        Variant::MeshMetered,
     ];
 
     /// The criterion id, `hop/<id>`.
@@ -180,6 +187,7 @@ impl Variant {
             Variant::MeshUnsampled => "meshtrace_unsampled",
             Variant::Usual => "usual",
             Variant::UsualUnsampled => "usual_unsampled",
+            Variant::MeshMetered => "meshtrace_metrics",
         }
     }
 
@@ -190,6 +198,7 @@ impl Variant {
             Variant::MeshUnsampled => "meshtrace, unsampled",
             Variant::Usual => "usual stack, sampled",
             Variant::UsualUnsampled => "usual stack, unsampled",
+            Variant::MeshMetered => "meshtrace, sampled, request metrics on",
         }
     }
 
@@ -198,6 +207,7 @@ impl Variant {
             Variant::Plain => Stack::Plain,
             Variant::Mesh | Variant::MeshUnsampled => Stack::Mesh,
             Variant::Usual | Variant::UsualUnsampled => Stack::Usual,
+            Variant::MeshMetered => Stack::MeshMetered,
         }
     }
 
@@ -409,7 +419,7 @@ async fn serve(router: Router) -> String {
     format!("http://{addr}")
 }
 
-fn client(stack: Stack, mesh: &MeshPropagator) -> ClientWithMiddleware {
+fn client(stack: Stack, mesh: &MeshPropagator, meter: &Meter) -> ClientWithMiddleware {
     let inner = reqwest::Client::builder()
         .http1_only()
         .no_proxy()
@@ -419,7 +429,18 @@ fn client(stack: Stack, mesh: &MeshPropagator) -> ClientWithMiddleware {
     match stack {
         Stack::Plain => builder.build(),
         Stack::Mesh => builder
-            .with(MeshClientMiddleware::new().propagator(mesh.clone()))
+            .with(
+                MeshClientMiddleware::new()
+                    .propagator(mesh.clone())
+                    .metrics(false),
+            )
+            .build(),
+        Stack::MeshMetered => builder
+            .with(
+                MeshClientMiddleware::new()
+                    .propagator(mesh.clone())
+                    .meter(meter.clone()),
+            )
             .build(),
         Stack::Usual => builder.with(UsualClientMiddleware).build(),
     }
@@ -449,7 +470,7 @@ fn unsampled_parent(stack: Stack, mesh: &MeshPropagator, trace: u128) -> Context
     );
     headers.insert("x-request-id", HeaderValue::from_static(REQUEST_ID));
     let cx = match stack {
-        Stack::Mesh => mesh.extract_from_headers(&headers),
+        Stack::Mesh | Stack::MeshMetered => mesh.extract_from_headers(&headers),
         _ => usual_extract(&headers),
     };
     let sc = cx.span().span_context().clone();
@@ -475,6 +496,8 @@ struct Setup {
     rt: tokio::runtime::Runtime,
     provider: SdkTracerProvider,
     exporter: DiscardExporter,
+    /// Where the metered path's request metrics go (read every 60 s and at the end).
+    meters: SdkMeterProvider,
     mesh: MeshPropagator,
     /// Indexed by `Variant as usize`.
     paths: Vec<Path>,
@@ -529,11 +552,30 @@ impl Setup {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let (plain, meshed, usual) = servers.block_on(async {
+        let meters = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(InMemoryMetricExporter::default()).build())
+            .build();
+        let meter = meters.meter("meshtrace");
+        let (plain, meshed, usual, metered) = servers.block_on(async {
             (
                 serve(app()).await,
-                serve(app().layer(MeshServerLayer::new().propagator(mesh.clone()))).await,
+                serve(
+                    app().layer(
+                        MeshServerLayer::new()
+                            .propagator(mesh.clone())
+                            .metrics(false),
+                    ),
+                )
+                .await,
                 serve(app().layer(usual_layer())).await,
+                serve(
+                    app().layer(
+                        MeshServerLayer::new()
+                            .propagator(mesh.clone())
+                            .meter(meter.clone()),
+                    ),
+                )
+                .await,
             )
         });
         let paths = Variant::ALL
@@ -552,9 +594,10 @@ impl Setup {
                     Stack::Plain => plain.clone(),
                     Stack::Mesh => meshed.clone(),
                     Stack::Usual => usual.clone(),
+                    Stack::MeshMetered => metered.clone(),
                 };
                 Path {
-                    client: client(v.stack(), &mesh),
+                    client: client(v.stack(), &mesh, &meter),
                     base,
                     caller,
                 }
@@ -565,6 +608,7 @@ impl Setup {
             rt,
             provider,
             exporter,
+            meters,
             mesh,
             paths,
             expected_spans: AtomicU64::new(0),
@@ -587,13 +631,14 @@ impl Setup {
         }
         // The comparison is fair: the usual stack's spans carry the attributes meshtrace's
         // do (but meshtrace's own `meshtrace.*`), no fewer, no more.
-        let [_, Some(mesh), _, Some(usual), _] = &keys[..] else {
+        let [_, Some(mesh), _, Some(usual), _, Some(metered)] = &keys[..] else {
             panic!("sampled checks return their spans' attribute keys")
         };
         assert_eq!(
             mesh, usual,
             "attribute keys (client, server): meshtrace's vs the usual stack's"
         );
+        assert_eq!(mesh, metered, "metrics change nothing on the spans");
     }
 
     /// Checks one path; for a sampled instrumented one, returns the attribute keys of its
@@ -848,16 +893,21 @@ impl Setup {
             .build();
         let plain_router = app();
         let mut out = Vec::new();
-        for v in Variant::ALL.into_iter().filter(|&v| v != Variant::Plain) {
+        // The metered path's stages are the sampled path's, and a measurement's cost shows in
+        // the whole hop.
+        let staged = |v: &Variant| !matches!(v, Variant::Plain | Variant::MeshMetered);
+        for v in Variant::ALL.into_iter().filter(staged) {
             let stack = v.stack();
             let caller = self.path(v).caller.clone();
             // The client side.
             let canned = {
                 let builder = ClientBuilder::new(reqwest::Client::new());
                 match stack {
-                    Stack::Mesh => {
-                        builder.with(MeshClientMiddleware::new().propagator(self.mesh.clone()))
-                    }
+                    Stack::Mesh => builder.with(
+                        MeshClientMiddleware::new()
+                            .propagator(self.mesh.clone())
+                            .metrics(false),
+                    ),
                     _ => builder.with(UsualClientMiddleware),
                 }
                 .with(Canned)
@@ -927,7 +977,11 @@ impl Setup {
 
             // The server side.
             let router = match stack {
-                Stack::Mesh => app().layer(MeshServerLayer::new().propagator(self.mesh.clone())),
+                Stack::Mesh => app().layer(
+                    MeshServerLayer::new()
+                        .propagator(self.mesh.clone())
+                        .metrics(false),
+                ),
                 _ => app().layer(usual_layer()),
             };
             let server_side = |router: &Router| {
@@ -989,6 +1043,7 @@ impl Setup {
         }
         let exported = exported.load(Ordering::Relaxed);
         let _ = self.provider.shutdown();
+        let _ = self.meters.shutdown();
         self.rt.shutdown_background();
         self.servers.shutdown_background();
         (exported, self.expected_spans.load(Ordering::Relaxed))
@@ -1170,6 +1225,17 @@ fn report(m: &Measured, exported: u64, expected: u64) {
          process; times from criterion's medians and from the median of per-round \
          differences to the baseline)",
         m.alloc_requests
+    );
+    let (metered, spans_only) = (Variant::MeshMetered, Variant::Mesh);
+    println!(
+        "\nRequest metrics (http.client.request.duration and http.server.request.duration, \
+         one measurement on each side, into an SDK meter provider) add per hop, over \
+         meshtrace's spans alone: {} (criterion), {} (alternating rounds), {:.1} allocations \
+         ({:.2}× the sampled hop's time added over plain)",
+        us(added_criterion(metered) - added_criterion(spans_only)),
+        us(added_paired(metered) - added_paired(spans_only)),
+        added_allocs(metered) - added_allocs(spans_only),
+        added_paired(metered) / added_paired(spans_only),
     );
 
     println!(

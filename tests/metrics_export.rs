@@ -30,7 +30,9 @@ fn launch(env: &support::otlp::service::Env) -> Service<SocketAddr> {
 
 fn metrics_reach_the_collector_at_shutdown(transport: Transport) {
     let (_collector, receiver) = collector(transport);
-    let mut service = launch(&env(SERVICE, transport, receiver.endpoint()));
+    let mut env = env(SERVICE, transport, receiver.endpoint());
+    env.insert("OTEL_METRICS_EXPORTER", "otlp".into());
+    let mut service = launch(&env);
     let addr = service.app;
     service.block_on(async {
         let http = reqwest::Client::new();
@@ -90,16 +92,18 @@ fn metrics_over_otlp_http_protobuf() {
 }
 
 #[test]
-fn no_metrics_with_the_exporter_none() {
+fn no_metrics_unless_asked_for() {
     let (_collector, receiver) = collector(Transport::Http);
-    let mut env = env(SERVICE, Transport::Http, receiver.endpoint());
-    env.insert("OTEL_METRICS_EXPORTER", "none".into());
-    let telemetry = {
-        let _rt = support::otlp::service::collector_runtime();
-        builder(&env).build().expect("build")
-    };
-    assert!(telemetry.meter_provider().is_none());
-    telemetry.into_guard().shutdown().expect("shutdown");
+    for exporter in [None, Some("none")] {
+        let mut env = env(SERVICE, Transport::Http, receiver.endpoint());
+        if let Some(exporter) = exporter {
+            env.insert("OTEL_METRICS_EXPORTER", exporter.into());
+        }
+        let telemetry = builder(&env).build().expect("build");
+        assert!(telemetry.meter_provider().is_none(), "{exporter:?}");
+        telemetry.into_guard().shutdown().expect("shutdown");
+    }
+    assert!(receiver.resource_metrics().is_empty());
 }
 
 #[cfg(feature = "prometheus")]

@@ -1,4 +1,5 @@
-//! An unsampled request pays for propagation, not for spans: counted in allocations.
+//! An unsampled request pays for propagation, not for spans: counted in allocations. And
+//! the request metrics allocate nothing beyond what the SDK's histograms need.
 //!
 //! One request through `MeshServerLayer`, whose handler calls a nested `#[instrument]`
 //! function making a reqwest call through `MeshClientMiddleware`, and spawns (with
@@ -21,6 +22,9 @@ use meshtrace::client::reqwest::MeshClientMiddleware;
 use meshtrace::client::tonic::{MeshClient, MeshClientLayer};
 use meshtrace::server::MeshServerLayer;
 use meshtrace::{MeshPropagator, MeshSampler};
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
 use reqwest_middleware::{ClientWithMiddleware, Middleware, Next};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -28,7 +32,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use support::headers::text_map;
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
@@ -109,6 +113,41 @@ struct Clients {
     /// The trace headers each outgoing call carried, in order, while `keep` is set (off
     /// while counting: the test's own bookkeeping is not the layers' cost).
     sent: Sent,
+    /// The server layer, built once as a service builds it.
+    server: MeshServerLayer,
+}
+
+/// How the layers record request metrics.
+#[derive(Clone)]
+enum Metrics {
+    /// As a user gets them: from the global meter provider (none here: no-op instruments).
+    Global,
+    Off,
+    With(Meter),
+}
+
+impl Metrics {
+    fn server(&self, layer: MeshServerLayer) -> MeshServerLayer {
+        match self {
+            Metrics::Global => layer,
+            Metrics::Off => layer.metrics(false),
+            Metrics::With(meter) => layer.meter(meter.clone()),
+        }
+    }
+    fn reqwest(&self, layer: MeshClientMiddleware) -> MeshClientMiddleware {
+        match self {
+            Metrics::Global => layer,
+            Metrics::Off => layer.metrics(false),
+            Metrics::With(meter) => layer.meter(meter.clone()),
+        }
+    }
+    fn tonic(&self, layer: MeshClientLayer) -> MeshClientLayer {
+        match self {
+            Metrics::Global => layer,
+            Metrics::Off => layer.metrics(false),
+            Metrics::With(meter) => layer.meter(meter.clone()),
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -117,7 +156,7 @@ struct Sent {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
-fn clients(layered: bool) -> Clients {
+fn clients(layered: bool, metrics: Metrics) -> Clients {
     let sent = Sent::default();
     let grpc_sent = sent.clone();
     let channel = tower::service_fn(move |req: Request<String>| {
@@ -135,7 +174,8 @@ fn clients(layered: bool) -> Clients {
     });
     let channel = tower::util::BoxCloneSyncService::new(channel);
     let grpc = if layered {
-        let traced: MeshClient<_> = MeshClientLayer::new()
+        let traced: MeshClient<_> = metrics
+            .tonic(MeshClientLayer::new())
             .server_uri(&http::Uri::from_static("http://relay:50051"))
             .layer(channel);
         Grpc::new(traced.map_response(|res| res.map(drop)))
@@ -148,7 +188,7 @@ fn clients(layered: bool) -> Clients {
     };
     let mut http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new());
     if layered {
-        http = http.with(MeshClientMiddleware::new());
+        http = http.with(metrics.reqwest(MeshClientMiddleware::new()));
     }
     let http = http.with(Recording(sent.clone())).with(Canned).build();
     Clients {
@@ -156,6 +196,7 @@ fn clients(layered: bool) -> Clients {
         grpc,
         layered,
         sent,
+        server: metrics.server(MeshServerLayer::new()),
     }
 }
 
@@ -240,7 +281,7 @@ async fn serve_one(clients: &Clients, incoming: &[(&str, &str)]) {
         return;
     }
     let for_handler = clients.clone();
-    let service = MeshServerLayer::new().layer(tower::service_fn(move |req| {
+    let service = clients.server.clone().layer(tower::service_fn(move |req| {
         handler(for_handler.clone(), req)
     }));
     let res = service.oneshot(req).await.expect("answer");
@@ -334,30 +375,121 @@ async fn measure(
     }
 }
 
-#[test]
-fn an_unsampled_request_allocates_much_less_than_a_sampled_one() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        // New traces are not sampled; a caller's decision is followed.
-        .with_sampler(MeshSampler::new(Sampler::TraceIdRatioBased(0.0)))
-        .with_simple_exporter(exporter.clone())
-        .build();
-    support::telemetry::set_global_otel_subscriber(&provider, "allocations");
-    meshtrace::set_global_propagator(MeshPropagator::istio());
+/// One test at a time: both reset and read the one exporter.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// The binary's exporter, behind the global subscriber (installed once, for both tests).
+fn exporter() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            // New traces are not sampled; a caller's decision is followed.
+            .with_sampler(MeshSampler::new(Sampler::TraceIdRatioBased(0.0)))
+            .with_simple_exporter(exporter.clone())
+            .build();
+        support::telemetry::set_global_otel_subscriber(&provider, "allocations");
+        meshtrace::set_global_propagator(MeshPropagator::istio());
+        exporter
+    })
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
-    runtime.block_on(async {
+        .expect("runtime")
+}
+
+#[test]
+fn request_metrics_allocate_nothing_beyond_the_sdks_own_recording() {
+    let _alone = one_at_a_time();
+    let exporter = exporter();
+    let metrics = InMemoryMetricExporter::default();
+    let meters = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let meter = meters.meter("meshtrace");
+    // What the SDK needs to record one value on a series it already has, with as many
+    // attributes as a request's: the floor of any instrumentation.
+    let histogram = meter.f64_histogram("baseline").build();
+    let attrs: Vec<KeyValue> = (0..7)
+        .map(|i| KeyValue::new(format!("k{i}"), "v"))
+        .collect();
+    let sdk_record = (0..ROUNDS)
+        .map(|_| {
+            let before = allocations();
+            histogram.record(0.001, &attrs);
+            allocations() - before
+        })
+        .min()
+        .expect("rounds");
+    current_thread().block_on(async {
+        let off = measure(&clients(true, Metrics::Off), exporter, &sampled()).await;
+        let on = measure(&clients(true, Metrics::With(meter)), exporter, &sampled()).await;
+        let unsampled_off = measure(&clients(true, Metrics::Off), exporter, &unsampled_w3c()).await;
+        let unsampled_on = measure(
+            &clients(true, Metrics::With(meters.meter("meshtrace"))),
+            exporter,
+            &unsampled_w3c(),
+        )
+        .await;
+        // Three measurements per request: the server's, the reqwest call's, the gRPC call's.
+        for (name, off, on) in [
+            ("sampled", &off, &on),
+            ("unsampled", &unsampled_off, &unsampled_on),
+        ] {
+            let added = on.allocations.saturating_sub(off.allocations);
+            println!(
+                "{name:10} metrics off {:4}, on {:4} allocations per request: {added} added for \
+                 3 measurements (the SDK's own record: {sdk_record} each)",
+                off.allocations, on.allocations
+            );
+            assert!(
+                added <= 3 * sdk_record,
+                "{name}: metrics added {added} allocations per request, the SDK's three \
+                 records need {}",
+                3 * sdk_record
+            );
+        }
+    });
+    // The measurements were made: the three durations, with every request counted.
+    meters.force_flush().expect("flush");
+    let exports = metrics.get_finished_metrics().expect("metrics");
+    let last = exports.last().expect("an export");
+    let mut names: Vec<&str> = last
+        .scope_metrics()
+        .flat_map(|s| s.metrics())
+        .map(|m| m.name())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "baseline",
+            "http.client.request.duration",
+            "http.server.request.duration",
+            "rpc.client.call.duration"
+        ]
+    );
+}
+
+#[test]
+fn an_unsampled_request_allocates_much_less_than_a_sampled_one() {
+    let _alone = one_at_a_time();
+    let exporter = exporter();
+    current_thread().block_on(async {
         // The same handler and calls without meshtrace's layers (its two #[instrument] spans
         // still made, as roots the sampler declines): what meshtrace adds is the difference.
-        let floor = measure(&clients(false), &exporter, &sampled()).await;
-        let clients = clients(true);
-        let sampled = measure(&clients, &exporter, &sampled()).await;
-        let w3c = measure(&clients, &exporter, &unsampled_w3c()).await;
-        let b3 = measure(&clients, &exporter, &unsampled_b3()).await;
-        let root = measure(&clients, &exporter, &root()).await;
+        let floor = measure(&clients(false, Metrics::Global), exporter, &sampled()).await;
+        let clients = clients(true, Metrics::Global);
+        let sampled = measure(&clients, exporter, &sampled()).await;
+        let w3c = measure(&clients, exporter, &unsampled_w3c()).await;
+        let b3 = measure(&clients, exporter, &unsampled_b3()).await;
+        let root = measure(&clients, exporter, &root()).await;
         println!(
             "{:28} {:4} allocations per request",
             "without meshtrace (floor)", floor.allocations

@@ -243,7 +243,7 @@ pub(super) const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 impl TelemetryBuilder {
     /// The defaults, ignoring the environment: the Istio propagator, OTLP/HTTP to
     /// `http://localhost:4318/v1/traces`, parent-based sampling of everything, logs at `info`,
-    /// no [`SpanExtras`].
+    /// no [`SpanExtras`], no metrics export.
     pub fn new() -> Self {
         TelemetryBuilder {
             service_name: None,
@@ -263,10 +263,7 @@ impl TelemetryBuilder {
             shutdown_timeout: Duration::from_secs(5),
             hooks: Vec::new(),
             span_extras: SpanExtras::NONE,
-            metrics: Some(MetricsExporter::Otlp(OtlpConfig::new(
-                Protocol::HttpProtobuf,
-                "http://localhost:4318/v1/metrics",
-            ))),
+            metrics: None,
             metric_interval: DEFAULT_METRIC_INTERVAL,
             metric_hooks: Vec::new(),
         }

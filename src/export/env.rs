@@ -278,8 +278,10 @@ fn metrics_from(
             }
         },
     };
+    // Off unless asked for, unlike the specification's `otlp`: a mesh's trace backend
+    // (Jaeger, Zipkin) takes no metrics, and exporting to it unasked fails every interval.
     let exporter = match get(VAR).map(|v| (v.trim().to_ascii_lowercase(), v)) {
-        None => Some(MetricsExporter::Otlp(otlp_for(get, &METRICS)?)),
+        None => None,
         Some((name, v)) => match name.as_str() {
             "otlp" => Some(MetricsExporter::Otlp(otlp_for(get, &METRICS)?)),
             "none" => None,
@@ -505,19 +507,20 @@ pub(super) mod tests {
     #[test]
     fn metrics_variables() {
         let b = TelemetryBuilder::from_env_source(env(&[])).unwrap();
+        assert_eq!(b.metrics_config(), (None, Duration::from_secs(60)));
+        let b =
+            TelemetryBuilder::from_env_source(env(&[("OTEL_METRICS_EXPORTER", "otlp")])).unwrap();
         assert_eq!(
-            b.metrics_config(),
-            (
-                Some(&MetricsExporter::Otlp(OtlpConfig::new(
-                    Protocol::HttpProtobuf,
-                    "http://localhost:4318/v1/metrics"
-                ))),
-                Duration::from_secs(60)
-            )
+            b.metrics_config().0,
+            Some(&MetricsExporter::Otlp(OtlpConfig::new(
+                Protocol::HttpProtobuf,
+                "http://localhost:4318/v1/metrics"
+            )))
         );
         // The general variables serve both signals, each with its own path; the metrics'
         // own variables win.
         let b = TelemetryBuilder::from_env_source(env(&[
+            ("OTEL_METRICS_EXPORTER", "otlp"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=1"),
             ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "api-key=2"),
@@ -537,6 +540,7 @@ pub(super) mod tests {
         assert_eq!(m.timeout, Duration::from_millis(700));
         assert_eq!(interval, Duration::from_millis(1500));
         let b = TelemetryBuilder::from_env_source(env(&[
+            ("OTEL_METRICS_EXPORTER", "OTLP"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4317"),
@@ -659,12 +663,12 @@ pub(super) mod tests {
             (&[("OTEL_METRICS_EXPORTER", "statsd")], "OTEL_METRICS_EXPORTER", EnvError::MetricsExporter),
             (&[("OTEL_METRIC_EXPORT_INTERVAL", "0")], "OTEL_METRIC_EXPORT_INTERVAL", EnvError::Positive),
             (&[("OTEL_METRIC_EXPORT_INTERVAL", "1m")], "OTEL_METRIC_EXPORT_INTERVAL", EnvError::Positive),
-            (&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", EnvError::Protocol),
-            (&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", EnvError::Url),
-            (&[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "k")], "OTEL_EXPORTER_OTLP_METRICS_HEADERS", EnvError::KeyValue("k".into())),
-            (&[("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-5")], "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", EnvError::Millis),
+            (&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", EnvError::Protocol),
+            (&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", EnvError::Url),
+            (&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "k")], "OTEL_EXPORTER_OTLP_METRICS_HEADERS", EnvError::KeyValue("k".into())),
+            (&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-5")], "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", EnvError::Millis),
             // The traces are fine; the general endpoint is checked for the metrics too.
-            (&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4318/v1/traces"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger")], "OTEL_EXPORTER_OTLP_ENDPOINT", EnvError::Url),
+            (&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4318/v1/traces"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger")], "OTEL_EXPORTER_OTLP_ENDPOINT", EnvError::Url),
             (&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")], "OTEL_BSP_MAX_QUEUE_SIZE", EnvError::Positive),
             (&[("OTEL_BSP_SCHEDULE_DELAY", "5s")], "OTEL_BSP_SCHEDULE_DELAY", EnvError::Positive),
             (&[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1")], "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", EnvError::Positive),

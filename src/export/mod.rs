@@ -1,6 +1,7 @@
 //! One-call setup: the global propagator, a `tracing` subscriber (a fmt layer for logs and the
-//! OpenTelemetry layer for spans) and an OTLP exporter behind a batch processor, configured by
-//! OpenTelemetry's environment variables.
+//! OpenTelemetry layer for spans), an OTLP exporter behind a batch processor and, when asked
+//! for, the meter provider of the layers' request metrics, configured by OpenTelemetry's
+//! environment variables.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), meshtrace::export::InitError> {
@@ -26,6 +27,11 @@
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the batch processor: spans queued at most (more are dropped, so memory stays bounded when the collector is down), milliseconds between exports, spans per export | `2048`, `5000`, `512` |
 //! | `RUST_LOG` | what the fmt layer prints (`tracing-subscriber`'s `EnvFilter`) | `info` |
 //! | `MESHTRACE_SPAN_EXTRAS` | tracing-opentelemetry's per-span extras ([`SpanExtras`]): `code_location`, `threads`, `busy_idle`, `all`, `none` | `none` |
+//! | `OTEL_METRICS_EXPORTER` | the layers' request metrics ([`MetricsExporter`]): `otlp`, `prometheus` (feature `prometheus`) or `none` | `none`: a mesh's trace backend (Jaeger) takes no metrics |
+//! | `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `..._METRICS_PROTOCOL`, `..._METRICS_HEADERS`, `..._METRICS_TIMEOUT` | the metrics' OTLP exporter, as for traces (`/v1/metrics` appended to the general endpoint for HTTP) | the general `OTEL_EXPORTER_OTLP_*` |
+//! | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between OTLP metric exports | `60000` |
+//! | `OTEL_EXPORTER_PROMETHEUS_HOST`, `OTEL_EXPORTER_PROMETHEUS_PORT` | the scrape endpoint (`GET /metrics`) | `localhost`, `9464` |
+//! | `OTEL_INSTRUMENTATION_HTTP_{SERVER,CLIENT}_CAPTURE_{REQUEST,RESPONSE}_HEADERS` | header names the layers record on spans (read by the layers; checked here) | none |
 //!
 //! The `parentbased_*` samplers are [`MeshSampler`]s: a B3 parent that left the decision open
 //! is decided by the root sampler instead of being dropped. A bad value in any variable is an
