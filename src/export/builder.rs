@@ -1,7 +1,8 @@
 //! [`TelemetryBuilder`] and what it configures: the OTLP exporter, the batch processor, the
 //! sampler, the resource and the subscriber it builds from them.
 
-use super::{EnvError, InitError, Telemetry};
+use super::logs::{LogOutput, Subscriber};
+use super::{EnvError, InitError, LogFormat, Telemetry};
 use crate::{MeshPropagator, MeshSampler};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::time::Duration;
 use tracing::Dispatch;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
@@ -206,6 +208,8 @@ pub struct TelemetryBuilder {
     pub(super) sampler: SamplerConfig,
     pub(super) log_filter: String,
     pub(super) logs: bool,
+    pub(super) log_format: LogFormat,
+    pub(super) log_output: Option<LogOutput>,
     pub(super) disabled: bool,
     pub(super) shutdown_timeout: Duration,
     pub(super) hooks: Vec<ProviderHook>,
@@ -223,6 +227,15 @@ impl fmt::Debug for TelemetryBuilder {
             .field("sampler", &self.sampler)
             .field("log_filter", &self.log_filter)
             .field("logs", &self.logs)
+            .field("log_format", &self.log_format)
+            .field(
+                "log_output",
+                &if self.log_output.is_some() {
+                    "writer"
+                } else {
+                    "stdout"
+                },
+            )
             .field("disabled", &self.disabled)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("extra_exporters", &self.hooks.len())
@@ -252,6 +265,8 @@ impl TelemetryBuilder {
             sampler: SamplerConfig::ParentBased(RootSampler::AlwaysOn),
             log_filter: "info".into(),
             logs: true,
+            log_format: LogFormat::Text,
+            log_output: None,
             disabled: false,
             shutdown_timeout: Duration::from_secs(5),
             hooks: Vec::new(),
@@ -313,6 +328,35 @@ impl TelemetryBuilder {
         self
     }
 
+    /// How log lines are written (`MESHTRACE_LOG_FORMAT`): text, or one JSON object per
+    /// line. Either way a line inside a request carries `trace_id`, `span_id` and
+    /// `x_request_id` (see [`LogFormat`]).
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// The log format configured.
+    pub fn log_format_config(&self) -> LogFormat {
+        self.log_format
+    }
+
+    /// Write log lines to `writer` instead of standard output, without colours: a file, a
+    /// non-blocking writer, or a buffer in a test.
+    ///
+    /// ```
+    /// use meshtrace::export::TelemetryBuilder;
+    /// let builder = TelemetryBuilder::new().log_writer(std::io::stderr);
+    /// # drop(builder);
+    /// ```
+    pub fn log_writer<W>(mut self, writer: W) -> Self
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        self.log_output = Some(LogOutput::writer(writer));
+        self
+    }
+
     /// How long the guard's shutdown may take, flushing included.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -359,9 +403,14 @@ impl TelemetryBuilder {
             value: self.log_filter.clone(),
             error: EnvError::Filter(e.to_string()),
         })?;
-        let fmt = self
-            .logs
-            .then(|| tracing_subscriber::fmt::layer().with_filter(filter));
+        let subscriber = Subscriber::default();
+        let fmt = self.logs.then(|| {
+            self.log_output.unwrap_or_else(LogOutput::stdout).layer(
+                self.log_format,
+                filter,
+                subscriber.clone(),
+            )
+        });
 
         let provider = if self.disabled {
             None
@@ -403,6 +452,7 @@ impl TelemetryBuilder {
                 .with_filter(LevelFilter::INFO)
         });
         let dispatch = Dispatch::new(tracing_subscriber::registry().with(fmt).with(otel));
+        subscriber.set(&dispatch);
         Ok(Telemetry {
             dispatch,
             provider,

@@ -3,8 +3,8 @@
 
 use super::builder::DEFAULT_TIMEOUT;
 use super::{
-    BatchSettings, InitError, OtlpConfig, Protocol, RootSampler, SamplerConfig, SpanExtras,
-    TelemetryBuilder,
+    BatchSettings, InitError, LogFormat, OtlpConfig, Protocol, RootSampler, SamplerConfig,
+    SpanExtras, TelemetryBuilder,
 };
 use crate::propagation::env::{PropagatorList, PropagatorsError};
 use std::time::Duration;
@@ -47,6 +47,9 @@ pub enum EnvError {
     /// A `MESHTRACE_SPAN_EXTRAS` entry this crate does not know.
     #[error("unknown span extra {0:?} (use code_location, threads, busy_idle, all or none)")]
     SpanExtra(String),
+    /// A `MESHTRACE_LOG_FORMAT` other than `text` or `json`.
+    #[error("unknown log format (use `text` or `json`)")]
+    LogFormat,
     /// `RUST_LOG` is not a valid filter.
     #[error("not a valid filter: {0}")]
     Filter(String),
@@ -99,6 +102,13 @@ impl TelemetryBuilder {
             EnvFilter::try_new(&v)
                 .map_err(|e| bad("RUST_LOG", &v, EnvError::Filter(e.to_string())))?;
             b.log_filter = v;
+        }
+        if let Some(v) = get("MESHTRACE_LOG_FORMAT") {
+            b.log_format = match v.trim().to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(bad("MESHTRACE_LOG_FORMAT", &v, EnvError::LogFormat)),
+            };
         }
         if let Some(v) = get("MESHTRACE_SPAN_EXTRAS") {
             b.span_extras =
@@ -447,6 +457,21 @@ pub(super) mod tests {
         assert!(extras("code_location").code_location);
     }
 
+    #[test]
+    fn log_formats() {
+        let format = |vars: &[(&str, &str)]| {
+            TelemetryBuilder::from_env_source(env(vars))
+                .unwrap()
+                .log_format_config()
+        };
+        assert_eq!(format(&[]), LogFormat::Text);
+        assert_eq!(
+            format(&[("MESHTRACE_LOG_FORMAT", " JSON ")]),
+            LogFormat::Json
+        );
+        assert_eq!(format(&[("MESHTRACE_LOG_FORMAT", "text")]), LogFormat::Text);
+    }
+
     type Vars<'a> = &'a [(&'a str, &'a str)];
 
     #[test]
@@ -455,6 +480,7 @@ pub(super) mod tests {
         let cases: &[(Vars, &str, EnvError)] = &[
             (&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED", EnvError::NotABool),
             (&[("MESHTRACE_SPAN_EXTRAS", "threads,location")], "MESHTRACE_SPAN_EXTRAS", EnvError::SpanExtra("location".into())),
+            (&[("MESHTRACE_LOG_FORMAT", "logfmt")], "MESHTRACE_LOG_FORMAT", EnvError::LogFormat),
             (&[("OTEL_RESOURCE_ATTRIBUTES", "team=a,oops")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("oops".into())),
             (&[("OTEL_RESOURCE_ATTRIBUTES", "=x")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("=x".into())),
             (&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL", EnvError::Protocol),

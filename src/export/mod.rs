@@ -42,6 +42,7 @@ use tracing::Dispatch;
 
 mod builder;
 mod env;
+mod logs;
 mod shutdown;
 mod signal;
 
@@ -49,6 +50,7 @@ pub use builder::{
     BatchSettings, OtlpConfig, Protocol, RootSampler, SamplerConfig, SpanExtras, TelemetryBuilder,
 };
 pub use env::EnvError;
+pub use logs::LogFormat;
 pub use signal::shutdown_signal;
 
 use shutdown::shutdown_within;
