@@ -1,18 +1,17 @@
 //! [`TelemetryBuilder`] and what it configures: the OTLP exporter, the batch processor, the
 //! sampler, the resource and the subscriber it builds from them.
 
-use super::logs::{LogOutput, Subscriber};
+use super::logs::{self, LogOutput, Subscriber};
+use super::otlp;
 use super::{EnvError, InitError, LogFormat, Telemetry};
 use crate::{MeshPropagator, MeshSampler};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::resource::{Resource, TelemetryResourceDetector};
 use opentelemetry_sdk::trace::{
     BatchConfig, BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, ShouldSample,
     TracerProviderBuilder,
 };
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 use tracing::Dispatch;
@@ -31,14 +30,16 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
-/// Where and how spans are exported. Start from [`OtlpConfig::new`] and set the fields you
-/// need; more will come (compression, other signals), so it cannot be built as a literal.
+/// Where and how spans (or log records) are exported. Start from [`OtlpConfig::new`] and set
+/// the fields you need; more will come (compression, other signals), so it cannot be built as
+/// a literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OtlpConfig {
     /// The transport.
     pub protocol: Protocol,
-    /// The URL export requests go to (for HTTP, including `/v1/traces`).
+    /// The URL export requests go to (for HTTP, including the signal's path: `/v1/traces`,
+    /// `/v1/logs`).
     pub endpoint: String,
     /// Headers (gRPC metadata) sent with every export, such as an API key.
     pub headers: Vec<(String, String)>,
@@ -204,6 +205,7 @@ pub struct TelemetryBuilder {
     pub(super) resource_attributes: Vec<(String, String)>,
     pub(super) propagator: MeshPropagator,
     pub(super) otlp: Option<OtlpConfig>,
+    pub(super) otlp_logs: Option<OtlpConfig>,
     pub(super) batch: BatchSettings,
     pub(super) sampler: SamplerConfig,
     pub(super) log_filter: String,
@@ -223,6 +225,7 @@ impl fmt::Debug for TelemetryBuilder {
             .field("resource_attributes", &self.resource_attributes)
             .field("propagator", &self.propagator)
             .field("otlp", &self.otlp)
+            .field("otlp_logs", &self.otlp_logs)
             .field("batch", &self.batch)
             .field("sampler", &self.sampler)
             .field("log_filter", &self.log_filter)
@@ -261,6 +264,7 @@ impl TelemetryBuilder {
                 headers: Vec::new(),
                 timeout: DEFAULT_TIMEOUT,
             }),
+            otlp_logs: None,
             batch: BatchSettings::default(),
             sampler: SamplerConfig::ParentBased(RootSampler::AlwaysOn),
             log_filter: "info".into(),
@@ -296,6 +300,29 @@ impl TelemetryBuilder {
     pub fn otlp(mut self, otlp: Option<OtlpConfig>) -> Self {
         self.otlp = otlp;
         self
+    }
+
+    /// Where log records are exported (`OTEL_LOGS_EXPORTER=otlp`), or `None` (the default)
+    /// for no export: every event the log filter lets through, except those of the crates the
+    /// exporters run on (hyper, h2, tonic, tower, reqwest, opentelemetry), with the trace
+    /// context of the span it happened in.
+    ///
+    /// ```
+    /// use meshtrace::export::{OtlpConfig, Protocol, TelemetryBuilder};
+    /// let builder = TelemetryBuilder::new().otlp_logs(Some(OtlpConfig::new(
+    ///     Protocol::HttpProtobuf,
+    ///     "http://collector:4318/v1/logs",
+    /// )));
+    /// assert!(builder.otlp_logs_config().is_some());
+    /// ```
+    pub fn otlp_logs(mut self, otlp: Option<OtlpConfig>) -> Self {
+        self.otlp_logs = otlp;
+        self
+    }
+
+    /// Where log records are configured to be exported to, if anywhere.
+    pub fn otlp_logs_config(&self) -> Option<&OtlpConfig> {
+        self.otlp_logs.as_ref()
     }
 
     /// The batch processor's queue, delay and batch size.
@@ -412,11 +439,9 @@ impl TelemetryBuilder {
             )
         });
 
-        let provider = if self.disabled {
-            None
-        } else {
+        let resource = (!self.disabled).then(|| {
             let service_name = self.service_name.unwrap_or_else(default_service_name);
-            let resource = Resource::builder_empty()
+            Resource::builder_empty()
                 .with_detector(Box::new(TelemetryResourceDetector))
                 .with_attributes(
                     self.resource_attributes
@@ -424,22 +449,31 @@ impl TelemetryBuilder {
                         .map(|(k, v)| KeyValue::new(k, v)),
                 )
                 .with_service_name(service_name)
-                .build();
-            let mut builder = SdkTracerProvider::builder()
-                .with_resource(resource)
-                .with_sampler(self.sampler.sampler());
-            // Extra exporters first: the SDK flushes processors one after another, so a
-            // collector that hangs must not hold back the others.
-            for hook in self.hooks {
-                builder = hook(builder);
+                .build()
+        });
+        let provider = match &resource {
+            None => None,
+            Some(resource) => {
+                let mut builder = SdkTracerProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_sampler(self.sampler.sampler());
+                // Extra exporters first: the SDK flushes processors one after another, so a
+                // collector that hangs must not hold back the others.
+                for hook in self.hooks {
+                    builder = hook(builder);
+                }
+                if let Some(otlp) = &self.otlp {
+                    let processor = BatchSpanProcessor::builder(otlp::span_exporter(otlp)?)
+                        .with_batch_config(self.batch.config())
+                        .build();
+                    builder = builder.with_span_processor(processor);
+                }
+                Some(builder.build())
             }
-            if let Some(otlp) = &self.otlp {
-                let processor = BatchSpanProcessor::builder(otlp_exporter(otlp)?)
-                    .with_batch_config(self.batch.config())
-                    .build();
-                builder = builder.with_span_processor(processor);
-            }
-            Some(builder.build())
+        };
+        let logger_provider = match (&resource, &self.otlp_logs) {
+            (Some(resource), Some(otlp)) => Some(logs::logger_provider(otlp, resource.clone())?),
+            _ => None,
         };
         // INFO and above: libraries such as hyper and h2 open TRACE-level spans of their own,
         // which would land in every trace.
@@ -451,11 +485,21 @@ impl TelemetryBuilder {
                 .with_tracked_inactivity(self.span_extras.busy_idle)
                 .with_filter(LevelFilter::INFO)
         });
-        let dispatch = Dispatch::new(tracing_subscriber::registry().with(fmt).with(otel));
+        let otel_logs = logger_provider
+            .as_ref()
+            .map(|p| logs::bridge(p, &self.log_filter))
+            .transpose()?;
+        let dispatch = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(fmt)
+                .with(otel)
+                .with(otel_logs),
+        );
         subscriber.set(&dispatch);
         Ok(Telemetry {
             dispatch,
             provider,
+            logger_provider,
             propagator: self.propagator,
             shutdown_timeout: self.shutdown_timeout,
         })
@@ -476,41 +520,6 @@ fn default_service_name() -> String {
         Some(exe) => format!("unknown_service:{exe}"),
         None => "unknown_service".into(),
     }
-}
-
-fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let exporter = match otlp.protocol {
-        Protocol::Grpc => {
-            // tonic would panic building its channel outside a runtime.
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Err(InitError::NoRuntime);
-            }
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (k, v) in &otlp.headers {
-                if let (Ok(k), Ok(v)) = (
-                    tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
-                    tonic::metadata::MetadataValue::try_from(v.as_str()),
-                ) {
-                    metadata.insert(k, v);
-                }
-            }
-            builder
-                .with_tonic()
-                .with_endpoint(otlp.endpoint.clone())
-                .with_timeout(otlp.timeout)
-                .with_metadata(metadata)
-                .build()
-        }
-        Protocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(otlp.endpoint.clone())
-            .with_timeout(otlp.timeout)
-            .with_headers(otlp.headers.iter().cloned().collect::<HashMap<_, _>>())
-            .build(),
-    };
-    Ok(exporter?)
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ pub enum EnvError {
     /// An OTLP protocol this crate does not speak.
     #[error("unsupported protocol (use `grpc` or `http/protobuf`)")]
     Protocol,
-    /// A traces exporter other than `otlp` or `none`.
-    #[error("unsupported traces exporter (use `otlp` or `none`)")]
+    /// An exporter (`OTEL_TRACES_EXPORTER`, `OTEL_LOGS_EXPORTER`) other than `otlp` or `none`.
+    #[error("unsupported exporter (use `otlp` or `none`)")]
     Exporter,
     /// Not an `http://` or `https://` URL with a host.
     #[error("not an http(s) URL with a host")]
@@ -115,7 +115,8 @@ impl TelemetryBuilder {
                 span_extras_from(&v).map_err(|e| bad("MESHTRACE_SPAN_EXTRAS", &v, e))?;
         }
         b.sampler = sampler_from(&get)?;
-        b.otlp = otlp_from(&get)?;
+        b.otlp = otlp_from(&get, &TRACES)?;
+        b.otlp_logs = otlp_from(&get, &LOGS)?;
         b.batch = batch_from(&get)?;
         Ok(b)
     }
@@ -203,27 +204,67 @@ fn batch_from(get: &impl Fn(&str) -> Option<String>) -> Result<BatchSettings, In
     Ok(batch)
 }
 
-fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, InitError> {
+/// One OTLP signal's variables: its exporter switch, its own `OTEL_EXPORTER_OTLP_<SIGNAL>_*`
+/// (each winning over the general one) and the path appended to the general HTTP endpoint.
+struct Signal {
+    exporter: &'static str,
+    /// Whether the signal is exported when its exporter variable is unset.
+    on_by_default: bool,
+    protocol: &'static str,
+    endpoint: &'static str,
+    headers: &'static str,
+    timeout: &'static str,
+    path: &'static str,
+}
+
+const TRACES: Signal = Signal {
+    exporter: "OTEL_TRACES_EXPORTER",
+    on_by_default: true,
+    protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    path: "/v1/traces",
+};
+
+/// Off unless asked for, unlike the specification's default: the lines already go to
+/// standard output, where a cluster's log agent collects them, and a deployment that set
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` for its traces should not start shipping every line twice,
+/// to a collector that may have no logs pipeline.
+const LOGS: Signal = Signal {
+    exporter: "OTEL_LOGS_EXPORTER",
+    on_by_default: false,
+    protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    path: "/v1/logs",
+};
+
+/// Where `signal` is exported to, or `None` when it is not.
+fn otlp_from(
+    get: &impl Fn(&str) -> Option<String>,
+    signal: &Signal,
+) -> Result<Option<OtlpConfig>, InitError> {
     let bad =
         |var: &'static str, value: String, error: EnvError| InitError::Env { var, value, error };
-    // The traces-specific variable wins over the general one.
-    let pick = |traces: &'static str, general: &'static str| {
-        get(traces)
-            .map(|v| (traces, v))
+    // The signal's own variable wins over the general one.
+    let pick = |own: &'static str, general: &'static str| {
+        get(own)
+            .map(|v| (own, v))
             .or_else(|| get(general).map(|v| (general, v)))
     };
 
-    if let Some(v) = get("OTEL_TRACES_EXPORTER") {
-        match v.trim().to_ascii_lowercase().as_str() {
+    match get(signal.exporter) {
+        None if !signal.on_by_default => return Ok(None),
+        None => {}
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             "otlp" => {}
             "none" => return Ok(None),
-            _ => return Err(bad("OTEL_TRACES_EXPORTER", v, EnvError::Exporter)),
-        }
+            _ => return Err(bad(signal.exporter, v, EnvError::Exporter)),
+        },
     }
-    let protocol = match pick(
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ) {
+    let protocol = match pick(signal.protocol, "OTEL_EXPORTER_OTLP_PROTOCOL") {
         None => Protocol::HttpProtobuf,
         Some((var, v)) => match v.trim() {
             "grpc" => Protocol::Grpc,
@@ -231,33 +272,29 @@ fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>
             _ => return Err(bad(var, v, EnvError::Protocol)),
         },
     };
-    let endpoint = if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-        check_url(&v).map_err(|e| bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v.clone(), e))?;
+    let endpoint = if let Some(v) = get(signal.endpoint) {
+        check_url(&v).map_err(|e| bad(signal.endpoint, v.clone(), e))?;
         v.trim().to_owned()
     } else if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
         check_url(&v).map_err(|e| bad("OTEL_EXPORTER_OTLP_ENDPOINT", v.clone(), e))?;
         match protocol {
             Protocol::Grpc => v.trim().to_owned(),
             // The general endpoint is a base URL; the signal's path is appended (OTLP spec).
-            Protocol::HttpProtobuf => format!("{}/v1/traces", v.trim().trim_end_matches('/')),
+            Protocol::HttpProtobuf => {
+                format!("{}{}", v.trim().trim_end_matches('/'), signal.path)
+            }
         }
     } else {
         match protocol {
             Protocol::Grpc => "http://localhost:4317".into(),
-            Protocol::HttpProtobuf => "http://localhost:4318/v1/traces".into(),
+            Protocol::HttpProtobuf => format!("http://localhost:4318{}", signal.path),
         }
     };
-    let headers = match pick(
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-    ) {
+    let headers = match pick(signal.headers, "OTEL_EXPORTER_OTLP_HEADERS") {
         None => Vec::new(),
         Some((var, v)) => parse_key_values(&v).map_err(|e| bad(var, v.clone(), e))?,
     };
-    let timeout = match pick(
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-    ) {
+    let timeout = match pick(signal.timeout, "OTEL_EXPORTER_OTLP_TIMEOUT") {
         None => DEFAULT_TIMEOUT,
         Some((var, v)) => Duration::from_millis(
             v.trim()
@@ -458,6 +495,66 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn logs_are_exported_only_when_asked_for() {
+        let logs = |vars: &[(&str, &str)]| {
+            TelemetryBuilder::from_env_source(env(vars))
+                .unwrap()
+                .otlp_logs_config()
+                .cloned()
+        };
+        // A deployment configured for traces exports no logs until it says so.
+        assert_eq!(
+            logs(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]),
+            None
+        );
+        assert_eq!(logs(&[("OTEL_LOGS_EXPORTER", "none")]), None);
+        assert_eq!(
+            logs(&[("OTEL_LOGS_EXPORTER", "otlp")]),
+            Some(OtlpConfig::new(
+                Protocol::HttpProtobuf,
+                "http://localhost:4318/v1/logs"
+            ))
+        );
+        // The general variables, with the logs path appended to the base URL.
+        let general = logs(&[
+            ("OTEL_LOGS_EXPORTER", "OTLP"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "700"),
+        ])
+        .unwrap();
+        assert_eq!(general.endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(general.headers, [("api-key".into(), "a".into())]);
+        assert_eq!(general.timeout, Duration::from_millis(700));
+        // The logs variables win, and leave the traces alone.
+        let vars = [
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "api-key=b"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "300"),
+        ];
+        let own = logs(&vars).unwrap();
+        assert_eq!(
+            (own.protocol, own.endpoint.as_str()),
+            (Protocol::Grpc, "http://logs:4317")
+        );
+        assert_eq!(own.headers, [("api-key".into(), "b".into())]);
+        assert_eq!(own.timeout, Duration::from_millis(300));
+        let b = TelemetryBuilder::from_env_source(env(&vars)).unwrap();
+        let traces = b.otlp_config().unwrap();
+        assert_eq!(
+            (traces.protocol, traces.endpoint.as_str()),
+            (Protocol::HttpProtobuf, "http://collector:4318/v1/traces")
+        );
+        assert_eq!(traces.headers, [("api-key".into(), "a".into())]);
+        assert_eq!(traces.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
     fn log_formats() {
         let format = |vars: &[(&str, &str)]| {
             TelemetryBuilder::from_env_source(env(vars))
@@ -493,6 +590,12 @@ pub(super) mod tests {
             (&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "half")], "OTEL_TRACES_SAMPLER_ARG", EnvError::Ratio),
             (&[("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER", EnvError::Exporter),
+            (&[("OTEL_LOGS_EXPORTER", "console")], "OTEL_LOGS_EXPORTER", EnvError::Exporter),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", EnvError::Protocol),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", EnvError::Url),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "k=v,novalue")], "OTEL_EXPORTER_OTLP_LOGS_HEADERS", EnvError::KeyValue("novalue".into())),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1m")], "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", EnvError::Millis),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5")], "OTEL_EXPORTER_OTLP_TIMEOUT", EnvError::Millis),
             (&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")], "OTEL_BSP_MAX_QUEUE_SIZE", EnvError::Positive),
             (&[("OTEL_BSP_SCHEDULE_DELAY", "5s")], "OTEL_BSP_SCHEDULE_DELAY", EnvError::Positive),
             (&[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1")], "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", EnvError::Positive),

@@ -35,6 +35,7 @@
 
 use crate::MeshPropagator;
 use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::fmt;
 use std::time::Duration;
@@ -43,6 +44,7 @@ use tracing::Dispatch;
 mod builder;
 mod env;
 mod logs;
+mod otlp;
 mod shutdown;
 mod signal;
 
@@ -53,7 +55,7 @@ pub use env::EnvError;
 pub use logs::LogFormat;
 pub use signal::shutdown_signal;
 
-use shutdown::shutdown_within;
+use shutdown::{shutdown_within, Provider};
 
 /// Sets everything up from the environment and installs it globally: the propagator, the
 /// subscriber, the exporter. Keep the returned guard alive; dropping it flushes and shuts
@@ -92,6 +94,7 @@ pub enum InitError {
 pub struct Telemetry {
     dispatch: Dispatch,
     provider: Option<SdkTracerProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
     propagator: MeshPropagator,
     shutdown_timeout: Duration,
 }
@@ -100,6 +103,7 @@ impl fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Telemetry")
             .field("provider", &self.provider)
+            .field("logger_provider", &self.logger_provider)
             .field("propagator", &self.propagator)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
@@ -116,6 +120,12 @@ impl Telemetry {
     /// The tracer provider (`None` when `OTEL_SDK_DISABLED=true`).
     pub fn provider(&self) -> Option<&SdkTracerProvider> {
         self.provider.as_ref()
+    }
+
+    /// The logger provider behind the OTLP log export (`None` unless `OTEL_LOGS_EXPORTER=otlp`
+    /// or [`TelemetryBuilder::otlp_logs`] asked for it, and the SDK is enabled).
+    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+        self.logger_provider.as_ref()
     }
 
     /// The propagator.
@@ -140,39 +150,42 @@ impl Telemetry {
 
     /// The guard alone, for telemetry used without installing it globally.
     pub fn into_guard(self) -> TelemetryGuard {
+        let tracer = self.provider.map(|p| Box::new(p) as Box<dyn Provider>);
+        let logger = self
+            .logger_provider
+            .map(|p| Box::new(p) as Box<dyn Provider>);
         TelemetryGuard {
-            provider: self.provider,
+            providers: tracer.into_iter().chain(logger).collect(),
             timeout: self.shutdown_timeout,
         }
     }
 }
 
-/// Flushes and shuts the exporter down when dropped, within the configured timeout.
+/// Flushes and shuts the exporters down when dropped, within the configured timeout.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts the exporter down"]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    providers: Vec<Box<dyn Provider>>,
     timeout: Duration,
 }
 
 impl TelemetryGuard {
-    /// Flushes what is queued and shuts down, within the configured timeout; says whether
-    /// everything went out (an export the collector refused is an error here).
+    /// Flushes what is queued and shuts down, spans and log records at once, within the
+    /// configured timeout; says whether everything went out (an export the collector refused
+    /// is an error here).
     pub fn shutdown(mut self) -> Result<(), OTelSdkError> {
-        match self.provider.take() {
-            Some(provider) => shutdown_within(provider, self.timeout),
-            None => Ok(()),
-        }
+        shutdown_within(std::mem::take(&mut self.providers), self.timeout)
     }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(e) = shutdown_within(provider, self.timeout) {
-                // The subscriber may be gone by now; standard error is always there.
-                eprintln!("meshtrace: telemetry shutdown: {e}");
-            }
+        if self.providers.is_empty() {
+            return;
+        }
+        if let Err(e) = shutdown_within(std::mem::take(&mut self.providers), self.timeout) {
+            // The subscriber may be gone by now; standard error is always there.
+            eprintln!("meshtrace: telemetry shutdown: {e}");
         }
     }
 }

@@ -11,9 +11,11 @@
 
 mod ids;
 mod json;
+mod otlp;
 mod text;
 
 pub(super) use ids::Subscriber;
+pub(super) use otlp::{bridge, logger_provider};
 
 use std::io::IsTerminal;
 use tracing_subscriber::filter::EnvFilter;
