@@ -487,7 +487,7 @@ impl TelemetryBuilder {
         });
         let otel_logs = logger_provider
             .as_ref()
-            .map(|p| logs::bridge(p, &self.log_filter))
+            .map(|p| logs::bridge(p, &self.log_filter, subscriber.clone()))
             .transpose()?;
         let dispatch = Dispatch::new(
             tracing_subscriber::registry()

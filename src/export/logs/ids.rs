@@ -84,7 +84,7 @@ impl Subscriber {
 
     /// The OpenTelemetry context of span `id`, or of its nearest ancestor that has one. The
     /// registry is asked directly: the fmt layer's view leaves out the spans its filter does.
-    fn context_of(&self, id: &Id) -> Option<Context> {
+    pub(super) fn context_of(&self, id: &Id) -> Option<Context> {
         let dispatch = self.0.get()?.upgrade()?;
         let registry = dispatch.downcast_ref::<Registry>()?;
         let span = registry.span(id)?;
