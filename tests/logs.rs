@@ -358,3 +358,64 @@ fn without_an_opentelemetry_layer_lines_carry_the_callers_ids() {
         assert_eq!(Ids::of(LogFormat::Json, &logs.line_with(needle)), callers);
     }
 }
+
+// ---------------------------------------------------------------- OTLP log records
+
+fn records_carry_the_trace_context(transport: Transport, trace: &str) {
+    let (_collector, receiver) = collector(transport);
+    let mut env = otlp_env(&receiver);
+    env.insert("OTEL_LOGS_EXPORTER", "otlp".into());
+    let logs = Captured::default();
+    let mut mesh = start(&env, LogFormat::Text, "info", &logs);
+    mesh.block_on(async {
+        tracing::info!("ready for {trace}");
+        mesh.send("order-20", trace, true).await;
+        // The server spans end as their bodies do, just after the answer.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    let (shutdown, _) = mesh.shutdown();
+    shutdown.expect("spans and records flushed");
+
+    let spans: Vec<_> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id == trace)
+        .collect();
+    let records = receiver.logs();
+    let record = |body: &str| {
+        let found: Vec<_> = records
+            .iter()
+            .filter(|r| r.body.as_str() == Some(body))
+            .collect();
+        assert_eq!(found.len(), 1, "one record {body:?}");
+        found[0].clone()
+    };
+    for (body, span) in [
+        ("front handling order-20", "GET /front/{id}"),
+        ("front task order-20", "GET /front/{id}"),
+        ("back handling order-20", "GET /back/{id}"),
+    ] {
+        let record = record(body);
+        let span = one(&spans, span, SpanKind::Server);
+        assert_eq!(
+            (record.trace_id.as_str(), record.span_id.as_str()),
+            (span.trace_id.as_str(), span.span_id.as_str()),
+            "{body}"
+        );
+        assert_eq!(record.service_name, "orders");
+        assert_eq!(record.severity_text, "INFO");
+        assert_eq!(record.scope_name, "logs");
+    }
+    let ready = record(&format!("ready for {trace}"));
+    assert_eq!((ready.trace_id.as_str(), ready.span_id.as_str()), ("", ""));
+}
+
+#[test]
+fn records_exported_over_grpc_carry_the_server_spans_ids() {
+    records_carry_the_trace_context(Transport::Grpc, "c4f92f3577b34da6a3ce929d0e0e4736");
+}
+
+#[test]
+fn records_exported_over_http_carry_the_server_spans_ids() {
+    records_carry_the_trace_context(Transport::Http, "d4f92f3577b34da6a3ce929d0e0e4736");
+}

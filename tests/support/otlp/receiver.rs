@@ -129,12 +129,12 @@ impl Receiver {
             Transport::Grpc => {
                 let service =
                     TraceServiceServer::from_arc(Arc::new(GrpcTraces(self.shared.clone())));
+                let service = logs::grpc_with_logs(service, &self.shared);
                 tokio::spawn(accept_loop(listener, service, stopped))
             }
             Transport::Http => {
-                let service = Router::new()
-                    .route(TRACES_PATH, post(http_export))
-                    .with_state(self.shared.clone());
+                let service = Router::new().route(TRACES_PATH, post(http_export));
+                let service = logs::http_with_logs(service).with_state(self.shared.clone());
                 tokio::spawn(accept_loop(listener, service, stopped))
             }
         };

@@ -12,6 +12,7 @@ pub(super) struct Control {
 #[derive(Default)]
 pub(super) struct Store {
     pub(super) resource_spans: Vec<ResourceSpans>,
+    pub(super) resource_logs: Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs>,
     pub(super) requests: Vec<ExportRequest>,
 }
 
