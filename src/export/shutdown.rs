@@ -78,6 +78,5 @@ pub(super) fn shutdown_within(
     }
     results
         .into_iter()
-        .map(|r| r.unwrap_or(Err(OTelSdkError::Timeout(timeout))))
-        .collect()
+        .try_for_each(|r| r.unwrap_or(Err(OTelSdkError::Timeout(timeout))))
 }
