@@ -1,6 +1,7 @@
-//! One-call setup: the global propagator, a `tracing` subscriber (a fmt layer for logs and the
-//! OpenTelemetry layer for spans) and an OTLP exporter behind a batch processor, configured by
-//! OpenTelemetry's environment variables.
+//! One-call setup: the global propagator, a `tracing` subscriber (a fmt layer for logs whose
+//! lines carry `trace_id`, `span_id` and `x_request_id` inside a request, and the
+//! OpenTelemetry layer for spans) and an OTLP exporter behind a batch processor (spans; log
+//! records too when asked), configured by OpenTelemetry's environment variables.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), meshtrace::export::InitError> {
@@ -17,15 +18,20 @@
 //! | `OTEL_RESOURCE_ATTRIBUTES` | more resource attributes, `k=v,k2=v2` (percent-decoded) | none |
 //! | `OTEL_PROPAGATORS` | the propagator (see [`MeshPropagator::try_from_env`]) | the Istio preset |
 //! | `OTEL_TRACES_EXPORTER` | `otlp` or `none` | `otlp` |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._TRACES_PROTOCOL` | `grpc` or `http/protobuf` | `http/protobuf` |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL (`/v1/traces` is appended for HTTP) | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) |
-//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the full traces URL, used as given | |
-//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._TRACES_HEADERS` | `k=v,k2=v2` sent with every export | none |
-//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._TRACES_TIMEOUT` | milliseconds per export | `10000` |
+//! | `OTEL_LOGS_EXPORTER` | `otlp`: export every log event the filter lets through as an OTLP log record, with its trace context; `none` | `none` (the specification says `otlp`; the lines already go to standard output) |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._TRACES_PROTOCOL`, `..._LOGS_PROTOCOL` | `grpc` or `http/protobuf` | `http/protobuf` |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL (`/v1/traces` and `/v1/logs` are appended for HTTP) | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `..._LOGS_ENDPOINT` | the full traces (logs) URL, used as given | |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._TRACES_HEADERS`, `..._LOGS_HEADERS` | `k=v,k2=v2` sent with every export | none |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._TRACES_TIMEOUT`, `..._LOGS_TIMEOUT` | milliseconds per export | `10000` |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` | `parentbased_always_on` |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the batch processor: spans queued at most (more are dropped, so memory stays bounded when the collector is down), milliseconds between exports, spans per export | `2048`, `5000`, `512` |
-//! | `RUST_LOG` | what the fmt layer prints (`tracing-subscriber`'s `EnvFilter`) | `info` |
+//! | `RUST_LOG` | what the fmt layer prints and the log export sends (`tracing-subscriber`'s `EnvFilter`; the crates an export runs on, hyper, h2, tonic, tower, reqwest and opentelemetry, are never exported) | `info` |
+//! | `MESHTRACE_LOG_FORMAT` | `text` (tracing-subscriber's line, the ids at its end) or `json` (one object per line), see [`LogFormat`] | `text` |
 //! | `MESHTRACE_SPAN_EXTRAS` | tracing-opentelemetry's per-span extras ([`SpanExtras`]): `code_location`, `threads`, `busy_idle`, `all`, `none` | `none` |
+//!
+//! The specific `_TRACES_` and `_LOGS_` variables win over the general ones, each for its own
+//! signal. `OTEL_BLRP_*` (the log batch processor) are read by the SDK itself.
 //!
 //! The `parentbased_*` samplers are [`MeshSampler`]s: a B3 parent that left the decision open
 //! is decided by the root sampler instead of being dropped. A bad value in any variable is an
