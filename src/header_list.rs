@@ -11,8 +11,10 @@ pub(crate) const SERVER_REQUEST: &str = "OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTUR
 pub(crate) const SERVER_RESPONSE: &str =
     "OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_RESPONSE_HEADERS";
 /// Client request headers recorded as `http.request.header.<name>`.
+#[cfg(any(feature = "reqwest", feature = "tonic", feature = "otlp"))]
 pub(crate) const CLIENT_REQUEST: &str = "OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS";
 /// Client response headers recorded as `http.response.header.<name>`.
+#[cfg(any(feature = "reqwest", feature = "tonic", feature = "otlp"))]
 pub(crate) const CLIENT_RESPONSE: &str =
     "OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_RESPONSE_HEADERS";
 

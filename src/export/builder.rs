@@ -1,11 +1,12 @@
 //! [`TelemetryBuilder`] and what it configures: the OTLP exporter, the batch processor, the
 //! sampler, the resource and the subscriber it builds from them.
 
-use super::{EnvError, InitError, MetricsExporter, Telemetry};
+use super::logs::{self, LogOutput, Subscriber};
+use super::otlp;
+use super::{EnvError, InitError, LogFormat, MetricsExporter, Telemetry};
 use crate::{MeshPropagator, MeshSampler};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::resource::{Resource, TelemetryResourceDetector};
 use opentelemetry_sdk::trace::{
     BatchConfig, BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, ShouldSample,
@@ -15,6 +16,7 @@ use std::fmt;
 use std::time::Duration;
 use tracing::Dispatch;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
@@ -28,14 +30,16 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
-/// Where and how spans are exported. Start from [`OtlpConfig::new`] and set the fields you
-/// need; more will come (compression, other signals), so it cannot be built as a literal.
+/// Where and how spans (or log records) are exported. Start from [`OtlpConfig::new`] and set
+/// the fields you need; more will come (compression, other signals), so it cannot be built as
+/// a literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OtlpConfig {
     /// The transport.
     pub protocol: Protocol,
-    /// The URL export requests go to (for HTTP, including `/v1/traces`).
+    /// The URL export requests go to (for HTTP, including the signal's path: `/v1/traces`,
+    /// `/v1/logs`).
     pub endpoint: String,
     /// Headers (gRPC metadata) sent with every export, such as an API key.
     pub headers: Vec<(String, String)>,
@@ -201,10 +205,13 @@ pub struct TelemetryBuilder {
     pub(super) resource_attributes: Vec<(String, String)>,
     pub(super) propagator: MeshPropagator,
     pub(super) otlp: Option<OtlpConfig>,
+    pub(super) otlp_logs: Option<OtlpConfig>,
     pub(super) batch: BatchSettings,
     pub(super) sampler: SamplerConfig,
     pub(super) log_filter: String,
     pub(super) logs: bool,
+    pub(super) log_format: LogFormat,
+    pub(super) log_output: Option<LogOutput>,
     pub(super) disabled: bool,
     pub(super) shutdown_timeout: Duration,
     pub(super) hooks: Vec<ProviderHook>,
@@ -221,10 +228,20 @@ impl fmt::Debug for TelemetryBuilder {
             .field("resource_attributes", &self.resource_attributes)
             .field("propagator", &self.propagator)
             .field("otlp", &self.otlp)
+            .field("otlp_logs", &self.otlp_logs)
             .field("batch", &self.batch)
             .field("sampler", &self.sampler)
             .field("log_filter", &self.log_filter)
             .field("logs", &self.logs)
+            .field("log_format", &self.log_format)
+            .field(
+                "log_output",
+                &if self.log_output.is_some() {
+                    "writer"
+                } else {
+                    "stdout"
+                },
+            )
             .field("disabled", &self.disabled)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("extra_exporters", &self.hooks.len())
@@ -255,10 +272,13 @@ impl TelemetryBuilder {
                 headers: Vec::new(),
                 timeout: DEFAULT_TIMEOUT,
             }),
+            otlp_logs: None,
             batch: BatchSettings::default(),
             sampler: SamplerConfig::ParentBased(RootSampler::AlwaysOn),
             log_filter: "info".into(),
             logs: true,
+            log_format: LogFormat::Text,
+            log_output: None,
             disabled: false,
             shutdown_timeout: Duration::from_secs(5),
             hooks: Vec::new(),
@@ -293,6 +313,29 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Where log records are exported (`OTEL_LOGS_EXPORTER=otlp`), or `None` (the default)
+    /// for no export: every event the log filter lets through, except those of the crates the
+    /// exporters run on (hyper, h2, tonic, tower, reqwest, opentelemetry), with the trace
+    /// context of the span it happened in.
+    ///
+    /// ```
+    /// use meshtrace::export::{OtlpConfig, Protocol, TelemetryBuilder};
+    /// let builder = TelemetryBuilder::new().otlp_logs(Some(OtlpConfig::new(
+    ///     Protocol::HttpProtobuf,
+    ///     "http://collector:4318/v1/logs",
+    /// )));
+    /// assert!(builder.otlp_logs_config().is_some());
+    /// ```
+    pub fn otlp_logs(mut self, otlp: Option<OtlpConfig>) -> Self {
+        self.otlp_logs = otlp;
+        self
+    }
+
+    /// Where log records are configured to be exported to, if anywhere.
+    pub fn otlp_logs_config(&self) -> Option<&OtlpConfig> {
+        self.otlp_logs.as_ref()
+    }
+
     /// The batch processor's queue, delay and batch size.
     pub fn batch(mut self, batch: BatchSettings) -> Self {
         self.batch = batch;
@@ -320,6 +363,35 @@ impl TelemetryBuilder {
             }
             None => self.logs = false,
         }
+        self
+    }
+
+    /// How log lines are written (`MESHTRACE_LOG_FORMAT`): text, or one JSON object per
+    /// line. Either way a line inside a request carries `trace_id`, `span_id` and
+    /// `x_request_id` (see [`LogFormat`]).
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// The log format configured.
+    pub fn log_format_config(&self) -> LogFormat {
+        self.log_format
+    }
+
+    /// Write log lines to `writer` instead of standard output, without colours: a file, a
+    /// non-blocking writer, or a buffer in a test.
+    ///
+    /// ```
+    /// use meshtrace::export::TelemetryBuilder;
+    /// let builder = TelemetryBuilder::new().log_writer(std::io::stderr);
+    /// # drop(builder);
+    /// ```
+    pub fn log_writer<W>(mut self, writer: W) -> Self
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        self.log_output = Some(LogOutput::writer(writer));
         self
     }
 
@@ -404,16 +476,18 @@ impl TelemetryBuilder {
             value: self.log_filter.clone(),
             error: EnvError::Filter(e.to_string()),
         })?;
-        let fmt = self
-            .logs
-            .then(|| tracing_subscriber::fmt::layer().with_filter(filter));
+        let subscriber = Subscriber::default();
+        let fmt = self.logs.then(|| {
+            self.log_output.unwrap_or_else(LogOutput::stdout).layer(
+                self.log_format,
+                filter,
+                subscriber.clone(),
+            )
+        });
 
-        let mut meters = None;
-        let provider = if self.disabled {
-            None
-        } else {
+        let resource = (!self.disabled).then(|| {
             let service_name = self.service_name.unwrap_or_else(default_service_name);
-            let resource = Resource::builder_empty()
+            Resource::builder_empty()
                 .with_detector(Box::new(TelemetryResourceDetector))
                 .with_attributes(
                     self.resource_attributes
@@ -421,28 +495,40 @@ impl TelemetryBuilder {
                         .map(|(k, v)| KeyValue::new(k, v)),
                 )
                 .with_service_name(service_name)
-                .build();
-            meters = super::metrics::build(
+                .build()
+        });
+        let provider = match &resource {
+            None => None,
+            Some(resource) => {
+                let mut builder = SdkTracerProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_sampler(self.sampler.sampler());
+                // Extra exporters first: the SDK flushes processors one after another, so a
+                // collector that hangs must not hold back the others.
+                for hook in self.hooks {
+                    builder = hook(builder);
+                }
+                if let Some(otlp) = &self.otlp {
+                    let processor = BatchSpanProcessor::builder(otlp::span_exporter(otlp)?)
+                        .with_batch_config(self.batch.config())
+                        .build();
+                    builder = builder.with_span_processor(processor);
+                }
+                Some(builder.build())
+            }
+        };
+        let logger_provider = match (&resource, &self.otlp_logs) {
+            (Some(resource), Some(otlp)) => Some(logs::logger_provider(otlp, resource.clone())?),
+            _ => None,
+        };
+        let meters = match resource {
+            None => None,
+            Some(resource) => super::metrics::build(
                 self.metrics.as_ref(),
                 self.metric_hooks,
                 self.metric_interval,
-                resource.clone(),
-            )?;
-            let mut builder = SdkTracerProvider::builder()
-                .with_resource(resource)
-                .with_sampler(self.sampler.sampler());
-            // Extra exporters first: the SDK flushes processors one after another, so a
-            // collector that hangs must not hold back the others.
-            for hook in self.hooks {
-                builder = hook(builder);
-            }
-            if let Some(otlp) = &self.otlp {
-                let processor = BatchSpanProcessor::builder(otlp_exporter(otlp)?)
-                    .with_batch_config(self.batch.config())
-                    .build();
-                builder = builder.with_span_processor(processor);
-            }
-            Some(builder.build())
+                resource,
+            )?,
         };
         // INFO and above: libraries such as hyper and h2 open TRACE-level spans of their own,
         // which would land in every trace.
@@ -454,11 +540,22 @@ impl TelemetryBuilder {
                 .with_tracked_inactivity(self.span_extras.busy_idle)
                 .with_filter(LevelFilter::INFO)
         });
-        let dispatch = Dispatch::new(tracing_subscriber::registry().with(fmt).with(otel));
+        let otel_logs = logger_provider
+            .as_ref()
+            .map(|p| logs::bridge(p, &self.log_filter, subscriber.clone()))
+            .transpose()?;
+        let dispatch = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(fmt)
+                .with(otel)
+                .with(otel_logs),
+        );
+        subscriber.set(&dispatch);
         Ok(Telemetry {
             dispatch,
             provider,
             meters,
+            logger_provider,
             propagator: self.propagator,
             shutdown_timeout: self.shutdown_timeout,
         })
@@ -478,70 +575,6 @@ fn default_service_name() -> String {
     match exe {
         Some(exe) => format!("unknown_service:{exe}"),
         None => "unknown_service".into(),
-    }
-}
-
-fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let exporter = match otlp.protocol {
-        Protocol::Grpc => {
-            let (metadata, endpoint, timeout) = otlp_settings::grpc(otlp)?;
-            builder
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_metadata(metadata)
-                .build()
-        }
-        Protocol::HttpProtobuf => {
-            let (headers, endpoint, timeout) = otlp_settings::http(otlp);
-            builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_headers(headers)
-                .build()
-        }
-    };
-    Ok(exporter?)
-}
-
-/// An [`OtlpConfig`] as opentelemetry-otlp's builders take it, for every signal's exporter.
-pub(super) mod otlp_settings {
-    use super::{InitError, OtlpConfig};
-    use std::collections::HashMap;
-    use std::time::Duration;
-
-    /// gRPC metadata, endpoint and timeout; an error outside a tokio runtime, where tonic
-    /// would panic building its channel.
-    pub(in crate::export) fn grpc(
-        otlp: &OtlpConfig,
-    ) -> Result<(tonic::metadata::MetadataMap, String, Duration), InitError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(InitError::NoRuntime);
-        }
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        for (k, v) in &otlp.headers {
-            if let (Ok(k), Ok(v)) = (
-                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
-                tonic::metadata::MetadataValue::try_from(v.as_str()),
-            ) {
-                metadata.insert(k, v);
-            }
-        }
-        Ok((metadata, otlp.endpoint.clone(), otlp.timeout))
-    }
-
-    /// HTTP headers, endpoint and timeout.
-    pub(in crate::export) fn http(
-        otlp: &OtlpConfig,
-    ) -> (HashMap<String, String>, String, Duration) {
-        (
-            otlp.headers.iter().cloned().collect(),
-            otlp.endpoint.clone(),
-            otlp.timeout,
-        )
     }
 }
 

@@ -3,8 +3,8 @@
 
 use super::builder::{DEFAULT_METRIC_INTERVAL, DEFAULT_TIMEOUT};
 use super::{
-    BatchSettings, InitError, MetricsExporter, OtlpConfig, Protocol, RootSampler, SamplerConfig,
-    SpanExtras, TelemetryBuilder,
+    BatchSettings, InitError, LogFormat, MetricsExporter, OtlpConfig, Protocol, RootSampler,
+    SamplerConfig, SpanExtras, TelemetryBuilder,
 };
 use crate::propagation::env::{PropagatorList, PropagatorsError};
 use std::time::Duration;
@@ -20,8 +20,8 @@ pub enum EnvError {
     /// An OTLP protocol this crate does not speak.
     #[error("unsupported protocol (use `grpc` or `http/protobuf`)")]
     Protocol,
-    /// A traces exporter other than `otlp` or `none`.
-    #[error("unsupported traces exporter (use `otlp` or `none`)")]
+    /// An exporter (`OTEL_TRACES_EXPORTER`, `OTEL_LOGS_EXPORTER`) other than `otlp` or `none`.
+    #[error("unsupported exporter (use `otlp` or `none`)")]
     Exporter,
     /// A metrics exporter other than `otlp`, `prometheus` (with the `prometheus` feature) or
     /// `none`.
@@ -57,6 +57,9 @@ pub enum EnvError {
     /// A `MESHTRACE_SPAN_EXTRAS` entry this crate does not know.
     #[error("unknown span extra {0:?} (use code_location, threads, busy_idle, all or none)")]
     SpanExtra(String),
+    /// A `MESHTRACE_LOG_FORMAT` other than `text` or `json`.
+    #[error("unknown log format (use `text` or `json`)")]
+    LogFormat,
     /// `RUST_LOG` is not a valid filter.
     #[error("not a valid filter: {0}")]
     Filter(String),
@@ -110,6 +113,13 @@ impl TelemetryBuilder {
                 .map_err(|e| bad("RUST_LOG", &v, EnvError::Filter(e.to_string())))?;
             b.log_filter = v;
         }
+        if let Some(v) = get("MESHTRACE_LOG_FORMAT") {
+            b.log_format = match v.trim().to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(bad("MESHTRACE_LOG_FORMAT", &v, EnvError::LogFormat)),
+            };
+        }
         if let Some(v) = get("MESHTRACE_SPAN_EXTRAS") {
             b.span_extras =
                 span_extras_from(&v).map_err(|e| bad("MESHTRACE_SPAN_EXTRAS", &v, e))?;
@@ -127,7 +137,8 @@ impl TelemetryBuilder {
             }
         }
         b.sampler = sampler_from(&get)?;
-        b.otlp = otlp_from(&get)?;
+        b.otlp = otlp_from(&get, &TRACES)?;
+        b.otlp_logs = otlp_from(&get, &LOGS)?;
         (b.metrics, b.metric_interval) = metrics_from(&get)?;
         b.batch = batch_from(&get)?;
         Ok(b)
@@ -216,9 +227,12 @@ fn batch_from(get: &impl Fn(&str) -> Option<String>) -> Result<BatchSettings, In
     Ok(batch)
 }
 
-/// One signal's OTLP variables: `OTEL_EXPORTER_OTLP_<SIGNAL>_*`, falling back to the general
-/// `OTEL_EXPORTER_OTLP_*`, and the path appended to the general endpoint for HTTP.
+/// One OTLP signal's variables: its exporter switch, its own `OTEL_EXPORTER_OTLP_<SIGNAL>_*`
+/// (each winning over the general one) and the path appended to the general HTTP endpoint.
 struct Signal {
+    exporter: &'static str,
+    /// Whether the signal is exported when its exporter variable is unset.
+    on_by_default: bool,
     protocol: &'static str,
     endpoint: &'static str,
     headers: &'static str,
@@ -227,6 +241,8 @@ struct Signal {
 }
 
 const TRACES: Signal = Signal {
+    exporter: "OTEL_TRACES_EXPORTER",
+    on_by_default: true,
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
@@ -234,7 +250,26 @@ const TRACES: Signal = Signal {
     path: "/v1/traces",
 };
 
+/// Off unless asked for, unlike the specification's default: the lines already go to
+/// standard output, where a cluster's log agent collects them, and a deployment that set
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` for its traces should not start shipping every line twice,
+/// to a collector that may have no logs pipeline.
+const LOGS: Signal = Signal {
+    exporter: "OTEL_LOGS_EXPORTER",
+    on_by_default: false,
+    protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    path: "/v1/logs",
+};
+
+/// Off unless asked for, unlike the specification's `otlp`: a mesh's trace backend (Jaeger,
+/// Zipkin) takes no metrics, and exporting to it unasked fails every interval. Its exporter
+/// variable also takes `prometheus` ([`metrics_from`]).
 const METRICS: Signal = Signal {
+    exporter: "OTEL_METRICS_EXPORTER",
+    on_by_default: false,
     protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
     endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
@@ -242,21 +277,27 @@ const METRICS: Signal = Signal {
     path: "/v1/metrics",
 };
 
-fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, InitError> {
-    if let Some(v) = get("OTEL_TRACES_EXPORTER") {
-        match v.trim().to_ascii_lowercase().as_str() {
+/// Where `signal` is exported to, or `None` when it is not.
+fn otlp_from(
+    get: &impl Fn(&str) -> Option<String>,
+    signal: &Signal,
+) -> Result<Option<OtlpConfig>, InitError> {
+    match get(signal.exporter) {
+        None if !signal.on_by_default => return Ok(None),
+        None => {}
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             "otlp" => {}
             "none" => return Ok(None),
             _ => {
                 return Err(InitError::Env {
-                    var: "OTEL_TRACES_EXPORTER",
+                    var: signal.exporter,
                     value: v,
                     error: EnvError::Exporter,
                 })
             }
-        }
+        },
     }
-    otlp_for(get, &TRACES).map(Some)
+    otlp_for(get, signal).map(Some)
 }
 
 /// `OTEL_METRICS_EXPORTER` (`otlp`, `prometheus` with the `prometheus` feature, or `none`),
@@ -264,7 +305,7 @@ fn otlp_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>
 fn metrics_from(
     get: &impl Fn(&str) -> Option<String>,
 ) -> Result<(Option<MetricsExporter>, Duration), InitError> {
-    const VAR: &str = "OTEL_METRICS_EXPORTER";
+    let var = METRICS.exporter;
     let interval = match get("OTEL_METRIC_EXPORT_INTERVAL") {
         None => DEFAULT_METRIC_INTERVAL,
         Some(v) => match v.trim().parse::<u64>() {
@@ -278,9 +319,8 @@ fn metrics_from(
             }
         },
     };
-    // Off unless asked for, unlike the specification's `otlp`: a mesh's trace backend
-    // (Jaeger, Zipkin) takes no metrics, and exporting to it unasked fails every interval.
-    let exporter = match get(VAR).map(|v| (v.trim().to_ascii_lowercase(), v)) {
+    // Off unless asked for (see `METRICS`).
+    let exporter = match get(var).map(|v| (v.trim().to_ascii_lowercase(), v)) {
         None => None,
         Some((name, v)) => match name.as_str() {
             "otlp" => Some(MetricsExporter::Otlp(otlp_for(get, &METRICS)?)),
@@ -289,7 +329,7 @@ fn metrics_from(
             "prometheus" => Some(MetricsExporter::Prometheus(prometheus_from(get)?)),
             _ => {
                 return Err(InitError::Env {
-                    var: VAR,
+                    var,
                     value: v,
                     error: EnvError::MetricsExporter,
                 })
@@ -636,6 +676,81 @@ pub(super) mod tests {
         assert!(extras("code_location").code_location);
     }
 
+    #[test]
+    fn logs_are_exported_only_when_asked_for() {
+        let logs = |vars: &[(&str, &str)]| {
+            TelemetryBuilder::from_env_source(env(vars))
+                .unwrap()
+                .otlp_logs_config()
+                .cloned()
+        };
+        // A deployment configured for traces exports no logs until it says so.
+        assert_eq!(
+            logs(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]),
+            None
+        );
+        assert_eq!(logs(&[("OTEL_LOGS_EXPORTER", "none")]), None);
+        assert_eq!(
+            logs(&[("OTEL_LOGS_EXPORTER", "otlp")]),
+            Some(OtlpConfig::new(
+                Protocol::HttpProtobuf,
+                "http://localhost:4318/v1/logs"
+            ))
+        );
+        // The general variables, with the logs path appended to the base URL.
+        let general = logs(&[
+            ("OTEL_LOGS_EXPORTER", "OTLP"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "700"),
+        ])
+        .unwrap();
+        assert_eq!(general.endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(general.headers, [("api-key".into(), "a".into())]);
+        assert_eq!(general.timeout, Duration::from_millis(700));
+        // The logs variables win, and leave the traces alone.
+        let vars = [
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "api-key=b"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "300"),
+        ];
+        let own = logs(&vars).unwrap();
+        assert_eq!(
+            (own.protocol, own.endpoint.as_str()),
+            (Protocol::Grpc, "http://logs:4317")
+        );
+        assert_eq!(own.headers, [("api-key".into(), "b".into())]);
+        assert_eq!(own.timeout, Duration::from_millis(300));
+        let b = TelemetryBuilder::from_env_source(env(&vars)).unwrap();
+        let traces = b.otlp_config().unwrap();
+        assert_eq!(
+            (traces.protocol, traces.endpoint.as_str()),
+            (Protocol::HttpProtobuf, "http://collector:4318/v1/traces")
+        );
+        assert_eq!(traces.headers, [("api-key".into(), "a".into())]);
+        assert_eq!(traces.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn log_formats() {
+        let format = |vars: &[(&str, &str)]| {
+            TelemetryBuilder::from_env_source(env(vars))
+                .unwrap()
+                .log_format_config()
+        };
+        assert_eq!(format(&[]), LogFormat::Text);
+        assert_eq!(
+            format(&[("MESHTRACE_LOG_FORMAT", " JSON ")]),
+            LogFormat::Json
+        );
+        assert_eq!(format(&[("MESHTRACE_LOG_FORMAT", "text")]), LogFormat::Text);
+    }
+
     type Vars<'a> = &'a [(&'a str, &'a str)];
 
     #[test]
@@ -644,6 +759,7 @@ pub(super) mod tests {
         let cases: &[(Vars, &str, EnvError)] = &[
             (&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED", EnvError::NotABool),
             (&[("MESHTRACE_SPAN_EXTRAS", "threads,location")], "MESHTRACE_SPAN_EXTRAS", EnvError::SpanExtra("location".into())),
+            (&[("MESHTRACE_LOG_FORMAT", "logfmt")], "MESHTRACE_LOG_FORMAT", EnvError::LogFormat),
             (&[("OTEL_RESOURCE_ATTRIBUTES", "team=a,oops")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("oops".into())),
             (&[("OTEL_RESOURCE_ATTRIBUTES", "=x")], "OTEL_RESOURCE_ATTRIBUTES", EnvError::KeyValue("=x".into())),
             (&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL", EnvError::Protocol),
@@ -669,6 +785,12 @@ pub(super) mod tests {
             (&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-5")], "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", EnvError::Millis),
             // The traces are fine; the general endpoint is checked for the metrics too.
             (&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4318/v1/traces"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger")], "OTEL_EXPORTER_OTLP_ENDPOINT", EnvError::Url),
+            (&[("OTEL_LOGS_EXPORTER", "console")], "OTEL_LOGS_EXPORTER", EnvError::Exporter),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", EnvError::Protocol),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", EnvError::Url),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "k=v,novalue")], "OTEL_EXPORTER_OTLP_LOGS_HEADERS", EnvError::KeyValue("novalue".into())),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1m")], "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", EnvError::Millis),
+            (&[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5")], "OTEL_EXPORTER_OTLP_TIMEOUT", EnvError::Millis),
             (&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")], "OTEL_BSP_MAX_QUEUE_SIZE", EnvError::Positive),
             (&[("OTEL_BSP_SCHEDULE_DELAY", "5s")], "OTEL_BSP_SCHEDULE_DELAY", EnvError::Positive),
             (&[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1")], "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", EnvError::Positive),

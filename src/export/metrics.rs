@@ -1,8 +1,7 @@
 //! The meter provider [`init`](crate::init) builds for the layers' request metrics: exported
 //! over OTLP every interval, or scraped by Prometheus (feature `prometheus`).
 
-use super::builder::otlp_settings;
-use super::{InitError, OtlpConfig, Protocol};
+use super::{InitError, OtlpConfig};
 use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
@@ -75,7 +74,7 @@ pub(super) fn build(
             prometheus: None,
         })),
         Some(MetricsExporter::Otlp(otlp)) => {
-            let reader = PeriodicReader::builder(otlp_exporter(otlp)?)
+            let reader = PeriodicReader::builder(super::otlp::metric_exporter(otlp)?)
                 .with_interval(interval)
                 .build();
             Ok(Some(Built {
@@ -93,32 +92,4 @@ pub(super) fn build(
             }))
         }
     }
-}
-
-fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    let builder = opentelemetry_otlp::MetricExporter::builder();
-    let exporter = match otlp.protocol {
-        Protocol::Grpc => {
-            let (metadata, endpoint, timeout) = otlp_settings::grpc(otlp)?;
-            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-            builder
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_metadata(metadata)
-                .build()
-        }
-        Protocol::HttpProtobuf => {
-            let (headers, endpoint, timeout) = otlp_settings::http(otlp);
-            use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-            builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_headers(headers)
-                .build()
-        }
-    };
-    Ok(exporter?)
 }

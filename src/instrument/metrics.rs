@@ -154,6 +154,7 @@ impl Metrics {
     }
 
     /// A gRPC call this process makes, starting now.
+    #[cfg(any(feature = "reqwest", feature = "tonic"))]
     pub(crate) fn grpc_client(self: &Arc<Self>, service: &str, method: &str) -> Measurement {
         self.start(Kind::Grpc {
             method: Some(self.names.get_joined(service, method)),
@@ -261,6 +262,7 @@ impl Measurement {
     }
 
     /// `server.address` and `server.port` (clients).
+    #[cfg(any(feature = "reqwest", feature = "tonic"))]
     pub(crate) fn server(&mut self, host: &str, port: Option<u16>) {
         self.server = Some((self.metrics.names.get(host), port));
     }

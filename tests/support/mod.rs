@@ -13,6 +13,7 @@
 //! | [`relay`] | the gRPC relay service `meshtrace.test.Relay` and its clients |
 //! | [`mesh`] | front (axum) → relay (tonic) → back (axum) on 127.0.0.1 |
 //! | [`otlp`] | an OTLP receiver (a collector stand-in) and services exporting to it |
+//! | [`logs`] | log lines captured from `TelemetryBuilder::log_writer`, and their ids |
 //! | [`sidecar`] | a stand-in for an Istio sidecar (Envoy) |
 //! | [`demo`] | the `mesh_demo` example, run as a child process |
 //! | [`peers`] | programs we did not write (other languages' SDKs, Jaeger): found, or skipped |
@@ -47,6 +48,9 @@ pub mod mesh;
 
 pub mod otlp;
 pub mod sidecar;
+
+#[cfg(feature = "otlp")]
+pub mod logs;
 
 pub mod demo;
 pub mod peers;

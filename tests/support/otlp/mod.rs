@@ -1,4 +1,4 @@
-//! An OTLP trace receiver on 127.0.0.1 for the tests that check what meshtrace exports: a
+//! An OTLP receiver on 127.0.0.1 for the tests that check what meshtrace exports: a
 //! stand-in for an OpenTelemetry Collector or Jaeger, neither of which is on the test machines.
 //!
 //! [`Receiver::start_grpc`] serves OTLP/gRPC (`TraceService/Export`, the generated server of
@@ -13,7 +13,9 @@
 //! same port.
 //!
 //! It also takes metrics exports (`MetricsService/Export`, `POST /v1/metrics`), always
-//! answering success, and reads histograms back ([`Receiver::histogram`]).
+//! answering success, and reads histograms back ([`Receiver::histogram`]). Both also serve
+//! OTLP logs (`LogsService/Export`, `POST /v1/logs`; see [`logs`]), read back as
+//! [`ReceivedLog`]s.
 //!
 //! [`service`] runs an instrumented service exporting to it, for the tests built with
 //! meshtrace's `otlp` feature.
@@ -21,6 +23,7 @@
 #[cfg(feature = "otlp")]
 pub mod service;
 
+mod logs;
 mod metrics;
 mod received;
 mod receiver;
@@ -28,7 +31,7 @@ mod store;
 
 // Re-exported so that the tests name everything from here; each test uses some of it.
 #[allow(unused_imports)]
-pub use self::{metrics::*, received::*, receiver::*, store::*};
+pub use self::{logs::*, metrics::*, received::*, receiver::*, store::*};
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -129,15 +129,15 @@ impl Receiver {
             Transport::Grpc => {
                 let traces =
                     TraceServiceServer::from_arc(Arc::new(GrpcTraces(self.shared.clone())));
-                let service = tonic::service::Routes::new(traces)
+                let service = logs::grpc_with_logs(traces, &self.shared)
                     .add_service(super::metrics::grpc_service(self.shared.clone()));
                 tokio::spawn(accept_loop(listener, service, stopped))
             }
             Transport::Http => {
                 let service = Router::new()
                     .route(TRACES_PATH, post(http_export))
-                    .route(METRICS_PATH, post(super::metrics::http_export_metrics))
-                    .with_state(self.shared.clone());
+                    .route(METRICS_PATH, post(super::metrics::http_export_metrics));
+                let service = logs::http_with_logs(service).with_state(self.shared.clone());
                 tokio::spawn(accept_loop(listener, service, stopped))
             }
         };

@@ -13,6 +13,7 @@ pub(super) struct Control {
 pub(super) struct Store {
     pub(super) resource_spans: Vec<ResourceSpans>,
     pub(super) resource_metrics: Vec<opentelemetry_proto::tonic::metrics::v1::ResourceMetrics>,
+    pub(super) resource_logs: Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs>,
     pub(super) requests: Vec<ExportRequest>,
 }
 
