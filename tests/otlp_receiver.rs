@@ -558,7 +558,7 @@ async fn http_takes_only_protobuf_on_v1_traces() {
     assert_eq!(garbage.status(), 400);
 
     let elsewhere = client
-        .post(format!("{}/v1/logs", receiver.endpoint()))
+        .post(format!("{}/v1/profiles", receiver.endpoint()))
         .header("content-type", "application/x-protobuf")
         .body(body)
         .send()
