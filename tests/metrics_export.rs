@@ -173,3 +173,39 @@ fn prometheus_scrapes_the_request_metrics() {
     // The guard stopped the endpoint.
     assert!(std::net::TcpStream::connect(scrape).is_err());
 }
+
+/// The one global install of this binary: `init()`'s path. Layers given no meter take the
+/// meter provider `install()` registered, at their first request.
+#[test]
+fn installed_telemetry_feeds_the_layers_default_meter() {
+    let (_collector, receiver) = collector(Transport::Http);
+    let mut env = env(SERVICE, Transport::Http, receiver.endpoint());
+    env.insert("OTEL_METRICS_EXPORTER", "otlp".into());
+    let guard = builder(&env)
+        .build()
+        .expect("build")
+        .install()
+        .expect("install");
+    let runtime = support::telemetry::runtime("installed", 2, None);
+    runtime.block_on(async {
+        let app = Router::new()
+            .route("/orders/{id}", get(|| async { "order" }))
+            .layer(MeshServerLayer::new());
+        let addr = support::servers::serve(app).await;
+        let http = reqwest::Client::new();
+        for id in 0..2 {
+            let res = http
+                .get(format!("http://{addr}/orders/{id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    });
+    drop(runtime);
+    guard.shutdown().expect("shutdown");
+    let h = receiver
+        .histogram(SERVICE, "http.server.request.duration")
+        .expect("the global meter provider's metrics");
+    assert_eq!(h.count(&[("http.route", "/orders/{id}")]), 2, "{h:#?}");
+}
