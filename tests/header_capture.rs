@@ -26,6 +26,7 @@ use support::relay::{
     endpoint_of, forward, grpc_client_with, relay, serve_grpc, serve_grpc_with, ForwardReply,
 };
 use support::servers::serve;
+use support::spans::strings as attr;
 use support::telemetry::exporter;
 
 /// Set once, before any layer of this binary is built (every test calls this first): the
@@ -69,16 +70,6 @@ fn span_of(kind: SpanKind, tenant: &str) -> SpanData {
                     .any(|kv| kv.key.as_str() == "http.request.header.x-tenant" && kv.value == want)
         })
         .unwrap_or_else(|| panic!("no {kind:?} span for tenant {tenant}"))
-}
-
-fn attr(span: &SpanData, key: &str) -> Option<Vec<String>> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| match &kv.value {
-            Value::Array(Array::String(v)) => v.iter().map(|s| s.as_str().to_owned()).collect(),
-            other => vec![other.to_string()],
-        })
 }
 
 fn strings(values: &[&str]) -> Option<Vec<String>> {

@@ -17,14 +17,30 @@ use support::otlp::Transport;
 const SERVICE: &str = "orders";
 const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 
+/// The orders app behind `layer`.
+fn orders_app(layer: MeshServerLayer) -> Router {
+    Router::new()
+        .route("/orders/{id}", get(|| async { "order" }))
+        .layer(layer)
+}
+
+/// `GET /orders/{id}` for each id, with `traceparent` if given; each must answer 200.
+async fn get_orders(addr: SocketAddr, ids: std::ops::Range<u32>, traceparent: Option<&str>) {
+    let http = reqwest::Client::new();
+    for id in ids {
+        let mut req = http.get(format!("http://{addr}/orders/{id}"));
+        if let Some(traceparent) = traceparent {
+            req = req.header("traceparent", traceparent);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 200);
+    }
+}
+
 /// The orders service, its layer measuring with the telemetry's own meter provider.
 fn launch(env: &support::otlp::service::Env) -> Service<SocketAddr> {
     Service::launch_measured(SERVICE, builder(env), |meters| async move {
         let meter = meters.expect("a meter provider").meter("meshtrace");
-        let app = Router::new()
-            .route("/orders/{id}", get(|| async { "order" }))
-            .layer(MeshServerLayer::new().meter(meter));
-        support::servers::serve(app).await
+        support::servers::serve(orders_app(MeshServerLayer::new().meter(meter))).await
     })
 }
 
@@ -35,24 +51,8 @@ fn metrics_reach_the_collector_at_shutdown(transport: Transport) {
     let mut service = launch(&env);
     let addr = service.app;
     service.block_on(async {
-        let http = reqwest::Client::new();
-        for id in 0..3 {
-            let res = http
-                .get(format!("http://{addr}/orders/{id}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-        }
-        for id in 3..5 {
-            let res = http
-                .get(format!("http://{addr}/orders/{id}"))
-                .header("traceparent", UNSAMPLED)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-        }
+        get_orders(addr, 0..3, None).await;
+        get_orders(addr, 3..5, Some(UNSAMPLED)).await;
     });
     assert!(
         receiver
@@ -123,17 +123,9 @@ fn prometheus_scrapes_the_request_metrics() {
         .meter("meshtrace");
     let runtime = support::telemetry::runtime("prometheus", 2, Some(telemetry.dispatch()));
     let text = runtime.block_on(async {
-        let app = Router::new()
-            .route("/orders/{id}", get(|| async { "order" }))
-            .layer(MeshServerLayer::new().meter(meter));
-        let addr = support::servers::serve(app).await;
+        let addr = support::servers::serve(orders_app(MeshServerLayer::new().meter(meter))).await;
+        get_orders(addr, 0..4, None).await;
         let http = reqwest::Client::new();
-        for id in 0..4 {
-            http.get(format!("http://{addr}/orders/{id}"))
-                .send()
-                .await
-                .unwrap();
-        }
         let res = http
             .get(format!("http://{scrape}/metrics"))
             .send()
@@ -188,19 +180,8 @@ fn installed_telemetry_feeds_the_layers_default_meter() {
         .expect("install");
     let runtime = support::telemetry::runtime("installed", 2, None);
     runtime.block_on(async {
-        let app = Router::new()
-            .route("/orders/{id}", get(|| async { "order" }))
-            .layer(MeshServerLayer::new());
-        let addr = support::servers::serve(app).await;
-        let http = reqwest::Client::new();
-        for id in 0..2 {
-            let res = http
-                .get(format!("http://{addr}/orders/{id}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-        }
+        let addr = support::servers::serve(orders_app(MeshServerLayer::new())).await;
+        get_orders(addr, 0..2, None).await;
     });
     drop(runtime);
     guard.shutdown().expect("shutdown");

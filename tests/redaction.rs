@@ -17,6 +17,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::{Array, Value};
 use opentelemetry_sdk::trace::SpanData;
 use support::servers::serve;
+use support::spans::strings as attr;
 use support::telemetry::exporter;
 
 const SECRETS: [&str; 4] = [
@@ -43,16 +44,6 @@ fn server_span(request_id: &str) -> SpanData {
                 })
         })
         .unwrap_or_else(|| panic!("no server span for {request_id}"))
-}
-
-fn attr(span: &SpanData, key: &str) -> Option<Vec<String>> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| match &kv.value {
-            Value::Array(Array::String(v)) => v.iter().map(|s| s.as_str().to_owned()).collect(),
-            other => vec![other.to_string()],
-        })
 }
 
 /// Everything exported, as text, to look for secrets in.

@@ -146,7 +146,7 @@ impl Metrics {
     /// A request starting now: an HTTP request or call with this method.
     pub(crate) fn http(self: &Arc<Self>, method: &Method) -> Measurement {
         self.start(Kind::Http {
-            method: method_value(method),
+            method: super::span::known_method(method).unwrap_or(OTHER),
             route: None,
             scheme: None,
             version: None,
@@ -417,23 +417,6 @@ impl Attributes {
 
     fn as_slice(&self) -> &[KeyValue] {
         &self.list[..self.len]
-    }
-}
-
-/// The method as `http.request.method` wants it: one of the well-known methods, else
-/// `_OTHER` (an arbitrary method would make the series unbounded).
-fn method_value(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => OTHER,
     }
 }
 

@@ -63,30 +63,22 @@ pub(crate) fn client_span(name: &str) -> Span {
 /// The method as the semantic conventions want it: one of the well-known methods, else
 /// `_OTHER` with the original in `http.request.method_original`.
 pub(crate) fn record_method(span: &Span, method: &Method) {
-    const KNOWN: [Method; 9] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PATCH,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    if KNOWN.contains(method) {
-        span.set_attribute(semconv::HTTP_REQUEST_METHOD, static_method(method));
-    } else {
-        span.set_attribute(semconv::HTTP_REQUEST_METHOD, "_OTHER");
-        span.set_attribute(
-            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-            method.as_str().to_owned(),
-        );
+    match known_method(method) {
+        Some(name) => span.set_attribute(semconv::HTTP_REQUEST_METHOD, name),
+        None => {
+            span.set_attribute(semconv::HTTP_REQUEST_METHOD, "_OTHER");
+            span.set_attribute(
+                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                method.as_str().to_owned(),
+            );
+        }
     }
 }
 
-fn static_method(method: &Method) -> &'static str {
-    match *method {
+/// One of the methods the semantic conventions know, by its static name; `None` for any
+/// other (recorded as `_OTHER`: an arbitrary method would make names and series unbounded).
+pub(crate) fn known_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::PUT => "PUT",
@@ -95,25 +87,15 @@ fn static_method(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         Method::PATCH => "PATCH",
         Method::CONNECT => "CONNECT",
-        _ => "TRACE",
-    }
+        Method::TRACE => "TRACE",
+        _ => return None,
+    })
 }
 
 /// The span name for an HTTP method: the method itself when well known, else `HTTP`, as the
 /// semantic conventions say (an arbitrary method would make names unbounded).
-pub(crate) fn method_for_name(method: &Method) -> &str {
-    match *method {
-        Method::GET
-        | Method::POST
-        | Method::PUT
-        | Method::DELETE
-        | Method::HEAD
-        | Method::OPTIONS
-        | Method::PATCH
-        | Method::CONNECT
-        | Method::TRACE => method.as_str(),
-        _ => "HTTP",
-    }
+pub(crate) fn method_for_name(method: &Method) -> &'static str {
+    known_method(method).unwrap_or("HTTP")
 }
 
 pub(crate) fn protocol_version(version: Version) -> Option<&'static str> {

@@ -94,6 +94,17 @@ pub fn attr(span: &SpanData, key: &str) -> Option<Value> {
         .map(|kv| kv.value.clone())
 }
 
+/// The strings of attribute `key` on `span` (a recorded header's values, one per line); any
+/// other value as its one text.
+pub fn strings(span: &SpanData, key: &str) -> Option<Vec<String>> {
+    attr(span, key).map(|value| match value {
+        Value::Array(opentelemetry::Array::String(v)) => {
+            v.iter().map(|s| s.as_str().to_owned()).collect()
+        }
+        other => vec![other.to_string()],
+    })
+}
+
 /// A string attribute value.
 pub fn s(v: &str) -> Value {
     Value::from(v.to_owned())

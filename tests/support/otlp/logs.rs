@@ -73,27 +73,9 @@ async fn http_export_logs(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/x-protobuf") {
-        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
-    }
-    match ExportLogsServiceRequest::decode(body) {
-        Ok(request) => {
-            shared.store().resource_logs.extend(request.resource_logs);
-            let response = ExportLogsServiceResponse {
-                partial_success: None,
-            };
-            (
-                [(header::CONTENT_TYPE, "application/x-protobuf")],
-                response.encode_to_vec(),
-            )
-                .into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    }
+    http_accept::<ExportLogsServiceRequest, ExportLogsServiceResponse>(&headers, body, |r| {
+        shared.store().resource_logs.extend(r.resource_logs)
+    })
 }
 
 impl Receiver {
@@ -111,15 +93,7 @@ impl Receiver {
 fn flatten_logs(resource_logs: &[ResourceLogs]) -> Vec<ReceivedLog> {
     let mut out = Vec::new();
     for rl in resource_logs {
-        let resource = rl
-            .resource
-            .as_ref()
-            .map(|r| attribute_map(&r.attributes))
-            .unwrap_or_default();
-        let service_name = resource
-            .get("service.name")
-            .map(Value::to_string)
-            .unwrap_or_default();
+        let (_, service_name) = resource_of(rl.resource.as_ref());
         for sl in &rl.scope_logs {
             let scope_name = sl
                 .scope

@@ -70,25 +70,12 @@ impl MetricsService for GrpcMetrics {
 
 pub(super) async fn http_export_metrics(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match ExportMetricsServiceRequest::decode(body) {
-        Ok(request) => {
-            shared
-                .store()
-                .resource_metrics
-                .extend(request.resource_metrics);
-            let response = ExportMetricsServiceResponse {
-                partial_success: None,
-            };
-            (
-                [(header::CONTENT_TYPE, "application/x-protobuf")],
-                response.encode_to_vec(),
-            )
-                .into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    }
+    http_accept::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(&headers, body, |r| {
+        shared.store().resource_metrics.extend(r.resource_metrics)
+    })
 }
 
 impl Receiver {
@@ -102,13 +89,7 @@ impl Receiver {
     pub fn histogram(&self, service: &str, name: &str) -> Option<ReceivedHistogram> {
         let mut last = None;
         for rm in self.resource_metrics() {
-            let from = rm
-                .resource
-                .as_ref()
-                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-                .and_then(|kv| kv.value.as_ref())
-                .map(value_text)
-                .unwrap_or_default();
+            let (_, from) = resource_of(rm.resource.as_ref());
             if from != service {
                 continue;
             }
@@ -124,15 +105,9 @@ impl Receiver {
                         .data_points
                         .iter()
                         .map(|p| ReceivedPoint {
-                            attrs: p
-                                .attributes
-                                .iter()
-                                .map(|kv| {
-                                    (
-                                        kv.key.clone(),
-                                        kv.value.as_ref().map(value_text).unwrap_or_default(),
-                                    )
-                                })
+                            attrs: attribute_map(&p.attributes)
+                                .into_iter()
+                                .map(|(k, v)| (k, v.to_string()))
                                 .collect(),
                             count: p.count,
                             bounds: p.explicit_bounds.clone(),
@@ -142,16 +117,5 @@ impl Receiver {
             }
         }
         last
-    }
-}
-
-/// An attribute value as text: strings as they are, numbers and booleans written out.
-fn value_text(v: &AnyValue) -> String {
-    match &v.value {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        other => format!("{other:?}"),
     }
 }

@@ -241,19 +241,25 @@ pub(super) fn attribute_map(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// A resource's attributes, and its `service.name` (empty without one).
+pub(super) fn resource_of(
+    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> (BTreeMap<String, Value>, String) {
+    let attributes = resource
+        .map(|r| attribute_map(&r.attributes))
+        .unwrap_or_default();
+    let service_name = attributes
+        .get("service.name")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    (attributes, service_name)
+}
+
 /// Flattens `ResourceSpans` into one [`ReceivedSpan`] per span, in the order received.
 pub fn flatten(resource_spans: &[ResourceSpans]) -> Vec<ReceivedSpan> {
     let mut out = Vec::new();
     for rs in resource_spans {
-        let resource = rs
-            .resource
-            .as_ref()
-            .map(|r| attribute_map(&r.attributes))
-            .unwrap_or_default();
-        let service_name = resource
-            .get("service.name")
-            .map(Value::to_string)
-            .unwrap_or_default();
+        let (resource, service_name) = resource_of(rs.resource.as_ref());
         for ss in &rs.scope_spans {
             let (scope_name, scope_version) = ss
                 .scope

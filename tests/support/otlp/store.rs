@@ -152,3 +152,35 @@ pub(super) async fn http_export(
         StatusCode::SERVICE_UNAVAILABLE.into_response()
     }
 }
+
+/// An OTLP/HTTP export for a signal without fault modes (metrics, logs): a protobuf `Req`
+/// handed to `keep`, answered with an empty (successful) `Res`; 415 for another content
+/// type, 400 for a body that does not decode.
+pub(super) fn http_accept<Req, Res>(
+    headers: &HeaderMap,
+    body: Bytes,
+    keep: impl FnOnce(Req),
+) -> Response
+where
+    Req: Message + Default,
+    Res: Message + Default,
+{
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/x-protobuf") {
+        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+    }
+    match Req::decode(body) {
+        Ok(request) => {
+            keep(request);
+            (
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                Res::default().encode_to_vec(),
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
