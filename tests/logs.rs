@@ -14,18 +14,16 @@ use axum::routing::get;
 use axum::Router;
 use meshtrace::export::LogFormat;
 use meshtrace::server::MeshServerLayer;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::logs::{text_value, Captured};
-use support::otlp::service::{builder, collector, force_flush, Env, Service};
+use support::otlp::service::{builder, collector, flush_until, force_flush, Env, Service};
 use support::otlp::{one, ReceivedSpan, Receiver, SpanKind, Transport};
 use support::servers::{self, Caller};
 
 const REQUEST_ID: &str = "2f0c7d1e-8a3b-4c5d-9e6f-7a8b9c0d1e2f";
 /// The span of the sidecar that forwarded the request (the caller's).
 const SIDECAR_SPAN: &str = "e457b5a2e4d86bd1";
-const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- set-up
 
@@ -92,28 +90,6 @@ impl Service<Mesh> {
             .await
             .expect("the front service answers");
         assert_eq!(response.status(), 200);
-    }
-}
-
-/// Flushes until the receiver holds `n` spans of `trace_id`, then returns them.
-async fn flush_until(
-    provider: &SdkTracerProvider,
-    receiver: &Receiver,
-    trace_id: &str,
-    n: usize,
-) -> Vec<ReceivedSpan> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        force_flush(provider).await.expect("flush");
-        let spans: Vec<_> = receiver
-            .spans()
-            .into_iter()
-            .filter(|s| s.trace_id == trace_id)
-            .collect();
-        if spans.len() >= n || Instant::now() >= deadline {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

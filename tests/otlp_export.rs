@@ -17,10 +17,9 @@ use axum::Router;
 use meshtrace::export::InitError;
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::otlp::service::{builder, collector, force_flush, shutdown, Env, Service};
+use support::otlp::service::{builder, collector, flush_until, shutdown, Env, Service};
 use support::otlp::{one, ReceivedSpan, Receiver, SpanKind, Transport, Value};
 use support::servers::{Caller, Seen};
 use support::{otlp, servers};
@@ -106,34 +105,6 @@ async fn front(
 ) -> Result<String, (StatusCode, String)> {
     caller.call(&id).await?;
     Ok(format!("front {id}"))
-}
-
-/// Flushes until the receiver holds `n` spans of `trace_id` (the server spans end when their
-/// response bodies end, a little after the caller has its answer), then returns them.
-async fn flush_until(
-    provider: &SdkTracerProvider,
-    receiver: &Receiver,
-    trace_id: &str,
-    n: usize,
-) -> Vec<ReceivedSpan> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let flushed = force_flush(provider).await;
-        let spans = of_trace(receiver, trace_id);
-        if spans.len() >= n || Instant::now() >= deadline {
-            flushed.expect("flush to a healthy receiver");
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn of_trace(receiver: &Receiver, trace_id: &str) -> Vec<ReceivedSpan> {
-    receiver
-        .spans()
-        .into_iter()
-        .filter(|s| s.trace_id == trace_id)
-        .collect()
 }
 
 /// The resource a span carries: the service name and the resource attributes from the
@@ -299,10 +270,10 @@ fn schedule_delay_from_the_environment() {
         mesh.send_from_envoy("timer", TRACE, "b7ad6b7169203331")
             .await;
         let deadline = Instant::now() + Duration::from_secs(3);
-        while of_trace(&receiver, TRACE).len() < 3 && Instant::now() < deadline {
+        while receiver.spans_of_trace(TRACE).len() < 3 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let spans = of_trace(&receiver, TRACE);
+        let spans = receiver.spans_of_trace(TRACE);
         assert_eq!(spans.len(), 3, "without a flush, within 3 s: {spans:?}");
         let (shutdown, _) = shutdown(guard).await;
         shutdown.expect("shutdown");

@@ -236,6 +236,14 @@ impl Receiver {
     }
 
     /// The stored spans named `name`.
+    /// The spans received of trace `trace_id` (lowercase hex).
+    pub fn spans_of_trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
+    }
+
     pub fn spans_named(&self, name: &str) -> Vec<ReceivedSpan> {
         self.spans()
             .into_iter()

@@ -72,6 +72,27 @@ pub async fn force_flush(provider: &SdkTracerProvider) -> OTelSdkResult {
         .expect("flush task")
 }
 
+/// Flushes `provider` until `receiver` holds `n` spans of `trace_id` (the server spans end
+/// when their response bodies end, a little after the caller has its answer), or 10 s have
+/// passed; returns the spans of the trace it holds.
+pub async fn flush_until(
+    provider: &SdkTracerProvider,
+    receiver: &Receiver,
+    trace_id: &str,
+    n: usize,
+) -> Vec<super::ReceivedSpan> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let flushed = force_flush(provider).await;
+        let spans = receiver.spans_of_trace(trace_id);
+        if spans.len() >= n || Instant::now() >= deadline {
+            flushed.expect("flush to a healthy receiver");
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Shuts `guard` down on the blocking pool (never on a runtime thread: the batch processor
 /// blocks); its result and how long it took.
 pub async fn shutdown(guard: TelemetryGuard) -> (Result<(), String>, Duration) {
