@@ -244,4 +244,90 @@ fn mesh_demo_prints_one_connected_trace_per_request() {
         out.contains("OTEL_EXPORTER_OTLP_ENDPOINT is not set"),
         "{out}"
     );
+    assert_request_metrics(out);
+}
+
+/// After the traces, each service's request metrics as its guard flushed them: the three
+/// good requests and the failing one, on every side of every hop.
+fn assert_request_metrics(out: &str) {
+    let metrics = &out[out
+        .find("request metrics of productpage")
+        .unwrap_or_else(|| panic!("no request metrics printed:\n{out}"))..];
+    let row = |service: &str, words: &[&str], count: &str| {
+        let section = metrics
+            .split("request metrics of ")
+            .find(|s| s.starts_with(service))
+            .unwrap_or_else(|| panic!("no metrics of {service}:\n{metrics}"));
+        assert!(
+            section.lines().any(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                words.iter().all(|w| fields.contains(w)) && fields.contains(&count)
+            }),
+            "{service}: no row with {words:?} {count}:\n{section}"
+        );
+    };
+    let get = "/productpage/{id}";
+    row(
+        "productpage",
+        &["http.server.request.duration", "GET", get, "200"],
+        "×3",
+    );
+    row(
+        "productpage",
+        &["http.server.request.duration", "GET", get, "502"],
+        "×1",
+    );
+    row(
+        "productpage",
+        &["rpc.client.call.duration", "reviews.Reviews/Get", "OK"],
+        "×3",
+    );
+    row(
+        "productpage",
+        &[
+            "rpc.client.call.duration",
+            "reviews.Reviews/Get",
+            "UNAVAILABLE",
+        ],
+        "×1",
+    );
+    row(
+        "reviews",
+        &["rpc.server.call.duration", "reviews.Reviews/Get", "OK"],
+        "×3",
+    );
+    row(
+        "reviews",
+        &[
+            "rpc.server.call.duration",
+            "reviews.Reviews/Get",
+            "UNAVAILABLE",
+        ],
+        "×1",
+    );
+    row(
+        "reviews",
+        &["http.client.request.duration", "GET", "503"],
+        "×1",
+    );
+    row(
+        "ratings",
+        &[
+            "http.server.request.duration",
+            "GET",
+            "/ratings/{id}",
+            "200",
+        ],
+        "×3",
+    );
+    row(
+        "ratings",
+        &[
+            "http.server.request.duration",
+            "GET",
+            "/ratings/{id}",
+            "503",
+        ],
+        "×1",
+    );
 }
