@@ -11,8 +11,9 @@ use axum::Router;
 use meshtrace::server::MeshServerLayer;
 use opentelemetry::metrics::MeterProvider as _;
 use std::net::SocketAddr;
+use std::time::Duration;
 use support::otlp::service::{builder, collector, env, Service};
-use support::otlp::Transport;
+use support::otlp::{Mode, Transport};
 
 const SERVICE: &str = "orders";
 const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
@@ -38,7 +39,11 @@ async fn get_orders(addr: SocketAddr, ids: std::ops::Range<u32>, traceparent: Op
 
 /// The orders service, its layer measuring with the telemetry's own meter provider.
 fn launch(env: &support::otlp::service::Env) -> Service<SocketAddr> {
-    Service::launch_measured(SERVICE, builder(env), |meters| async move {
+    launch_with(builder(env))
+}
+
+fn launch_with(telemetry: meshtrace::export::TelemetryBuilder) -> Service<SocketAddr> {
+    Service::launch_measured(SERVICE, telemetry, |meters| async move {
         let meter = meters.expect("a meter provider").meter("meshtrace");
         support::servers::serve(orders_app(MeshServerLayer::new().meter(meter))).await
     })
@@ -89,6 +94,48 @@ fn metrics_over_otlp_grpc() {
 #[test]
 fn metrics_over_otlp_http_protobuf() {
     metrics_reach_the_collector_at_shutdown(Transport::Http);
+}
+
+/// A metrics collector that hangs at shutdown holds back neither the spans nor the guard: each
+/// provider flushes on its own, within the one shutdown timeout, and the guard says what did
+/// not go out.
+#[test]
+fn a_hanging_metrics_collector_holds_back_no_span() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let (_traces_rt, traces) = collector(Transport::Http);
+    let (_metrics_rt, metrics) = collector(Transport::Http);
+    metrics.set_mode(Mode::Hang);
+    let mut env = env(SERVICE, Transport::Http, traces.endpoint());
+    env.insert("OTEL_METRICS_EXPORTER", "otlp".into());
+    // The metrics' own endpoint, used as given; the exporter's timeout (10 s) is longer than
+    // the shutdown's.
+    env.insert(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        format!("{}/v1/metrics", metrics.endpoint()),
+    );
+    let mut service = launch_with(builder(&env).shutdown_timeout(TIMEOUT));
+    let addr = service.app;
+    service.block_on(get_orders(addr, 0..3, None));
+    let (result, took) = service.shutdown();
+    assert!(
+        took < TIMEOUT + Duration::from_secs(1),
+        "shutdown took {took:?}, timeout {TIMEOUT:?}"
+    );
+    assert!(
+        result.is_err(),
+        "the metrics did not go out, and the guard must say so"
+    );
+    assert_eq!(
+        traces.spans().len(),
+        3,
+        "every span went out beside the hanging metrics"
+    );
+    assert_eq!(
+        metrics.held(),
+        1,
+        "the metrics export was made, and is still held"
+    );
+    assert!(metrics.resource_metrics().is_empty());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The receiver's logs service: OTLP/gRPC `LogsService/Export` beside the trace service, and
-//! OTLP/HTTP `POST /v1/logs`. Every accepted `ResourceLogs` is kept (whatever the receiver's
-//! [`Mode`]: the fault tests are about spans) and read back flattened into [`ReceivedLog`]s.
+//! OTLP/HTTP `POST /v1/logs`, answered as the receiver's [`Mode`] says, like traces; every
+//! stored `ResourceLogs` is read back flattened into [`ReceivedLog`]s.
 
 use super::*;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
@@ -60,6 +60,9 @@ impl LogsService for GrpcLogs {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        if self.0.verdict().await != Outcome::Stored {
+            return Err(tonic::Status::unavailable("test receiver refuses exports"));
+        }
         let resource_logs = request.into_inner().resource_logs;
         self.0.store().resource_logs.extend(resource_logs);
         Ok(tonic::Response::new(ExportLogsServiceResponse {
@@ -73,9 +76,13 @@ async fn http_export_logs(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    http_accept::<ExportLogsServiceRequest, ExportLogsServiceResponse>(&headers, body, |r| {
-        shared.store().resource_logs.extend(r.resource_logs)
-    })
+    http_accept::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
+        &shared,
+        &headers,
+        body,
+        |r| shared.store().resource_logs.extend(r.resource_logs),
+    )
+    .await
 }
 
 impl Receiver {

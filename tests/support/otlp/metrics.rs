@@ -1,6 +1,6 @@
 //! The receiver's metrics service: OTLP/gRPC `MetricsService/Export` and OTLP/HTTP
-//! `POST /v1/metrics` (protobuf). Metrics exports are always stored and answered with success
-//! (the fault modes are for traces); [`Receiver::metrics`] reads the histograms back.
+//! `POST /v1/metrics` (protobuf), answered as the receiver's [`Mode`] says, like traces;
+//! [`Receiver::histogram`] reads the histograms back.
 
 use super::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
@@ -58,6 +58,9 @@ impl MetricsService for GrpcMetrics {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        if self.0.verdict().await != Outcome::Stored {
+            return Err(tonic::Status::unavailable("test receiver refuses exports"));
+        }
         self.0
             .store()
             .resource_metrics
@@ -73,9 +76,13 @@ pub(super) async fn http_export_metrics(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    http_accept::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(&headers, body, |r| {
-        shared.store().resource_metrics.extend(r.resource_metrics)
-    })
+    http_accept::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
+        &shared,
+        &headers,
+        body,
+        |r| shared.store().resource_metrics.extend(r.resource_metrics),
+    )
+    .await
 }
 
 impl Receiver {

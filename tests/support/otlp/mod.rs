@@ -12,8 +12,9 @@
 //! [`Receiver::stop`] / [`Receiver::restart`] take the collector down and bring it back on the
 //! same port.
 //!
-//! It also takes metrics exports (`MetricsService/Export`, `POST /v1/metrics`), always
-//! answering success, and reads histograms back ([`Receiver::histogram`]). Both also serve
+//! It also takes metrics exports (`MetricsService/Export`, `POST /v1/metrics`), and reads
+//! histograms back ([`Receiver::histogram`]); the fault modes answer them as they answer
+//! traces. Both also serve
 //! OTLP logs (`LogsService/Export`, `POST /v1/logs`; see [`logs`]), read back as
 //! [`ReceivedLog`]s.
 //!

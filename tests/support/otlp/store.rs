@@ -37,6 +37,25 @@ impl Shared {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// What the mode makes of an export arriving now, any signal's: stored, refused, or held
+    /// until the mode changes or the receiver stops, then released.
+    pub(super) async fn verdict(&self) -> Outcome {
+        let mut control = self.control.subscribe();
+        let mode = control.borrow_and_update().mode;
+        match mode {
+            Mode::Healthy => Outcome::Stored,
+            Mode::Error => Outcome::Refused,
+            Mode::Hang => {
+                self.held.fetch_add(1, Ordering::SeqCst);
+                let _held = HeldGuard(&self.held);
+                // Any change (another mode, or a stop) releases the request; so does the
+                // receiver going away (the sender dropped).
+                let _ = control.changed().await;
+                Outcome::Released
+            }
+        }
+    }
+
     /// Records an export request, answers it according to the mode (waiting while it is
     /// `Hang`), and stores its spans if the answer is success. `true` means success.
     pub(super) async fn handle(
@@ -49,8 +68,6 @@ impl Shared {
             .flat_map(|rs| &rs.scope_spans)
             .map(|ss| ss.spans.len())
             .sum();
-        let mut control = self.control.subscribe();
-        let mode = control.borrow_and_update().mode;
         let index = {
             let mut store = self.store();
             store.requests.push(ExportRequest {
@@ -60,18 +77,7 @@ impl Shared {
             });
             store.requests.len() - 1
         };
-        let outcome = match mode {
-            Mode::Healthy => Outcome::Stored,
-            Mode::Error => Outcome::Refused,
-            Mode::Hang => {
-                self.held.fetch_add(1, Ordering::SeqCst);
-                let _held = HeldGuard(&self.held);
-                // Any change (another mode, or a stop) releases the request; so does the
-                // receiver going away (the sender dropped).
-                let _ = control.changed().await;
-                Outcome::Released
-            }
-        };
+        let outcome = self.verdict().await;
         let mut store = self.store();
         store.requests[index].outcome = outcome;
         if outcome == Outcome::Stored {
@@ -153,10 +159,11 @@ pub(super) async fn http_export(
     }
 }
 
-/// An OTLP/HTTP export for a signal without fault modes (metrics, logs): a protobuf `Req`
-/// handed to `keep`, answered with an empty (successful) `Res`; 415 for another content
-/// type, 400 for a body that does not decode.
-pub(super) fn http_accept<Req, Res>(
+/// An OTLP/HTTP export of metrics or logs: 415 for another content type, 400 for a body that
+/// does not decode; then, as the mode says ([`Shared::verdict`]), the protobuf `Req` handed to
+/// `keep` and an empty (successful) `Res` answered, or 503.
+pub(super) async fn http_accept<Req, Res>(
+    shared: &Shared,
     headers: &HeaderMap,
     body: Bytes,
     keep: impl FnOnce(Req),
@@ -173,6 +180,9 @@ where
         return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
     }
     match Req::decode(body) {
+        Ok(_) if shared.verdict().await != Outcome::Stored => {
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
         Ok(request) => {
             keep(request);
             (
